@@ -1,0 +1,221 @@
+//! The subcommands: `serve`, `migrate`, `token`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+
+use crate::auth::{Authenticator, JwtKeys, secret};
+use crate::config::{Cli, Command, DatabaseArgs, ServeArgs, TokenArgs};
+use crate::core::{Limits, Storage};
+use crate::db::embedded::{self, EmbeddedCluster};
+use crate::db::{self, Database, migrate};
+use crate::http::{self, AppState};
+
+/// Runs a parsed command line; errors are printed once, as a sentence, with a non-zero exit.
+pub fn run(cli: Cli) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("PGSTORAGE_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Migrate(args) => migrate_only(args).await,
+            Command::Token(args) => token(args),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The database a command works on: an external one, or the embedded cluster (started here and
+/// stopped by [`Connected::close`]).
+struct Connected {
+    admin: tokio_postgres::Config,
+    request: tokio_postgres::Config,
+    cluster: Option<EmbeddedCluster>,
+    display_url: String,
+}
+
+impl Connected {
+    async fn open(args: &DatabaseArgs, api_roles: &[String]) -> anyhow::Result<Self> {
+        let connected = match &args.database_url {
+            Some(url) => {
+                let admin = db::parse_config(url)?;
+                let request = match &args.request_database_url {
+                    Some(url) => db::parse_config(url)?,
+                    None => {
+                        tracing::warn!(
+                            "no --request-database-url: request traffic uses --database-url; \
+                             give it a NOINHERIT login role that is a member of the API roles \
+                             so that a transaction which never switched roles can read nothing"
+                        );
+                        admin.clone()
+                    }
+                };
+                Self {
+                    admin,
+                    request,
+                    cluster: None,
+                    display_url: redact(url),
+                }
+            }
+            None => {
+                let cluster = EmbeddedCluster::start(&args.data_dir).await?;
+                Self {
+                    admin: cluster.admin_config(),
+                    request: cluster.request_config(),
+                    display_url: cluster.display_url(),
+                    cluster: Some(cluster),
+                }
+            }
+        };
+        let mut client = db::connect(&connected.admin).await?;
+        let applied = migrate::run(&mut client).await?;
+        if !applied.is_empty() {
+            tracing::info!(?applied, "applied migrations");
+        }
+        if connected.cluster.is_some() {
+            migrate::ensure_request_role(&client, embedded::REQUEST_ROLE, api_roles).await?;
+        }
+        Ok(connected)
+    }
+
+    fn close(self) -> anyhow::Result<()> {
+        match self.cluster {
+            Some(cluster) => cluster.stop(),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let secret = secret::load_or_create(
+        args.jwt.jwt_secret.as_deref(),
+        &args.database.data_dir,
+        true,
+    )?;
+    let connected = Connected::open(&args.database, &args.roles).await?;
+    let result = serve_on(&args, &secret, &connected).await;
+    let closed = connected.close();
+    result.and(closed)
+}
+
+async fn serve_on(args: &ServeArgs, secret: &str, connected: &Connected) -> anyhow::Result<()> {
+    let database = Database::new(
+        connected.admin.clone(),
+        connected.request.clone(),
+        args.db_pool_size,
+    )?;
+    let storage = Storage::new(
+        database,
+        Limits {
+            max_file_size: args.max_file_size,
+        },
+    );
+    let keys = JwtKeys::new(secret.as_bytes());
+    let auth = Authenticator::new(keys.clone(), args.roles.clone());
+    let app = http::app(AppState { storage, auth });
+
+    let address: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("resolving --host {}", args.host))?
+        .next()
+        .with_context(|| format!("--host {} resolves to no address", args.host))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address}"))?;
+    let local = listener.local_addr()?;
+
+    // Keys for people to try the server with: ten years, like Supabase's API keys.
+    let ten_years = Some(Duration::from_secs(10 * 365 * 86_400));
+    let anon = keys.mint("anon", None, ten_years, Default::default())?;
+    let service = keys.mint("service_role", None, ten_years, Default::default())?;
+    println!("pgstorage is listening on http://{local}");
+    println!("database:         {}", connected.display_url);
+    println!("anon key:         {anon}");
+    println!("service_role key: {service}");
+    println!(
+        "try: curl -X POST http://{local}/bucket -H \"Authorization: Bearer $SERVICE_KEY\" \
+         -H 'content-type: application/json' -d '{{\"name\":\"avatars\"}}'"
+    );
+
+    http::serve(listener, app, shutdown_signal()).await?;
+    tracing::info!("stopped accepting requests");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+async fn migrate_only(args: DatabaseArgs) -> anyhow::Result<()> {
+    let default_roles = ["anon", "authenticated", "service_role"].map(String::from);
+    let connected = Connected::open(&args, &default_roles).await?;
+    println!("migrations are up to date on {}", connected.display_url);
+    connected.close()
+}
+
+fn token(args: TokenArgs) -> anyhow::Result<()> {
+    let secret = secret::load_or_create(args.jwt.jwt_secret.as_deref(), &args.data_dir, false)?;
+    let extra = match &args.claims {
+        None => Default::default(),
+        Some(text) => match serde_json::from_str(text).context("--claims is not valid JSON")? {
+            serde_json::Value::Object(map) => map,
+            _ => anyhow::bail!("--claims must be a JSON object"),
+        },
+    };
+    let token = JwtKeys::new(secret.as_bytes()).mint(
+        &args.role,
+        args.sub.as_deref(),
+        Some(args.expires_in),
+        extra,
+    )?;
+    println!("{token}");
+    Ok(())
+}
+
+/// A URL with its password replaced, for printing.
+fn redact(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(config) if config.get_password().is_some() => {
+            let user = config.get_user().unwrap_or("");
+            format!("postgresql://{user}:***@…")
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,201 @@
+//! Command-line flags. Every flag can also be set through the environment variable named next to
+//! it; this file is the one place where configuration is declared and documented.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Postgres-native object storage server.
+#[derive(Debug, Parser)]
+#[command(name = "pgstorage", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (embedded PostgreSQL unless --database-url is given).
+    Serve(ServeArgs),
+    /// Apply the embedded migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Print a JWT signed with the server's secret.
+    Token(TokenArgs),
+}
+
+/// Where the data lives: the data directory and, optionally, an external database.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Directory for the embedded cluster, the local byte store and the generated JWT secret.
+    #[arg(long, env = "PGSTORAGE_DATA_DIR", default_value = "./pgstorage-data")]
+    pub data_dir: PathBuf,
+
+    /// PostgreSQL URL of a privileged role (runs migrations and maintenance). Absent: start the
+    /// embedded cluster inside the data directory.
+    #[arg(long, env = "PGSTORAGE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// PostgreSQL URL for request traffic: a NOINHERIT, non-superuser login role that is a member
+    /// of the API roles, so a transaction whose role was never switched can read nothing.
+    /// Absent with --database-url: request traffic uses --database-url (a warning is logged).
+    #[arg(long, env = "PGSTORAGE_REQUEST_DATABASE_URL", hide_env_values = true)]
+    pub request_database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JwtArgs {
+    /// HS256 secret for JWTs. Absent: generated once and kept in the data directory.
+    #[arg(long, env = "PGSTORAGE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "PGSTORAGE_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on.
+    #[arg(long, env = "PGSTORAGE_PORT", default_value_t = 5000)]
+    pub port: u16,
+
+    /// Roles a JWT's `role` claim may name (anything else is refused with 403).
+    #[arg(
+        long,
+        env = "PGSTORAGE_ROLES",
+        value_delimiter = ',',
+        default_value = "anon,authenticated,service_role"
+    )]
+    pub roles: Vec<String>,
+
+    /// Largest object accepted, in bytes or with a unit (e.g. 50MB, 5GB); buckets may set less.
+    #[arg(long, env = "PGSTORAGE_MAX_FILE_SIZE", default_value = "50GB", value_parser = parse_size)]
+    pub max_file_size: u64,
+
+    /// Connections in each database pool.
+    #[arg(long, env = "PGSTORAGE_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+
+    /// Seconds superseded or abandoned bytes are kept before the collector frees them, so that
+    /// readers of an old version can finish.
+    #[arg(long, env = "PGSTORAGE_GC_GRACE_SECONDS", default_value_t = 3600)]
+    pub gc_grace_seconds: u64,
+
+    /// Seconds between in-process garbage-collection passes (0 disables the in-process collector).
+    #[arg(long, env = "PGSTORAGE_GC_INTERVAL_SECONDS", default_value_t = 60)]
+    pub gc_interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Directory holding the generated secret (when --jwt-secret is not given).
+    #[arg(long, env = "PGSTORAGE_DATA_DIR", default_value = "./pgstorage-data")]
+    pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+
+    /// The `role` claim.
+    #[arg(long)]
+    pub role: String,
+
+    /// The `sub` claim (the user id that `auth.uid()` returns).
+    #[arg(long)]
+    pub sub: Option<String>,
+
+    /// Lifetime, e.g. 3600, 30s, 15m, 1h, 7d, 10y.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub expires_in: std::time::Duration,
+
+    /// Extra claims as a JSON object, merged into the token.
+    #[arg(long)]
+    pub claims: Option<String>,
+}
+
+/// Parses a size such as `1048576`, `10MB`, `1.5GB` or `512 KiB`. Decimal units (KB, MB, GB, TB)
+/// are powers of 1000 and binary units (KiB, MiB, GiB, TiB) powers of 1024.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size: expected a number with an optional unit"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => return Err(format!("unknown size unit '{other}' in '{text}'")),
+    };
+    let bytes = number * factor as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 || bytes.fract() != 0.0 {
+        return Err(format!("'{text}' is not a whole number of bytes"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Parses a duration such as `3600`, `30s`, `15m`, `1h`, `7d` or `10y` (365 days).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration such as 30s, 15m, 1h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "y" => 365 * 86_400,
+        other => return Err(format!("unknown duration unit '{other}' in '{text}'")),
+    };
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("duration '{text}' is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert_eq!(parse_size("10 mb"), Ok(10_000_000));
+        assert_eq!(parse_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_size("2MiB"), Ok(2 * 1024 * 1024));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("10XB").is_err());
+        assert!(parse_size("1.5B").is_err());
+        assert!(parse_size("-1").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
+        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 7 * 86_400);
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

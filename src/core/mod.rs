@@ -1,0 +1,110 @@
+//! The storage core: the one place that coordinates rows and bytes. It runs every statement in a
+//! transaction switched to the caller's identity, so Row Level Security decides every access.
+//! It knows nothing of HTTP: fronts hand it a [`Caller`] and get typed results or an [`Error`].
+
+pub mod buckets;
+mod error;
+mod operation;
+
+use std::sync::Arc;
+
+pub use error::Error;
+pub use operation::Operation;
+
+use crate::auth::Identity;
+use crate::db::{Database, Tx, TxSettings};
+
+/// Who is asking, and the request facts that policies may read (`request.method`,
+/// `request.path`, `request.headers`).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Identity,
+    pub method: String,
+    pub path: String,
+    /// Request headers as a JSON object, credentials left out.
+    pub headers: String,
+}
+
+impl Caller {
+    /// A caller with no request facts (the CLI, tests, internal work).
+    pub fn new(identity: Identity) -> Self {
+        Self {
+            identity,
+            method: String::new(),
+            path: String::new(),
+            headers: "{}".into(),
+        }
+    }
+
+    /// `owner_id` for rows this caller creates: the JWT's `sub`, never a client-sent value.
+    pub fn owner(&self) -> Option<String> {
+        self.identity.sub()
+    }
+}
+
+/// Limits the core enforces on its own.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest object accepted, whatever a bucket says.
+    pub max_file_size: u64,
+}
+
+/// The storage core. Cheap to clone; one per server process.
+#[derive(Clone)]
+pub struct Storage {
+    db: Database,
+    limits: Arc<Limits>,
+}
+
+impl Storage {
+    pub fn new(db: Database, limits: Limits) -> Self {
+        Self {
+            db,
+            limits: Arc::new(limits),
+        }
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Begins a transaction as `caller`, for `operation`.
+    pub async fn begin(&self, caller: &Caller, operation: Operation) -> Result<Tx, Error> {
+        self.begin_with(caller, operation, false).await
+    }
+
+    /// Like [`Storage::begin`], and lets the transaction pass the `protect_delete` trigger (RLS
+    /// still decides which rows may go).
+    pub(crate) async fn begin_deleting(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+    ) -> Result<Tx, Error> {
+        self.begin_with(caller, operation, true).await
+    }
+
+    async fn begin_with(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        allow_delete: bool,
+    ) -> Result<Tx, Error> {
+        let claims = serde_json::Value::Object(caller.identity.claims.clone()).to_string();
+        let sub = caller.identity.sub().unwrap_or_default();
+        let settings = TxSettings {
+            role: &caller.identity.role,
+            claims: &claims,
+            sub: &sub,
+            operation: operation.as_str(),
+            method: &caller.method,
+            path: &caller.path,
+            headers: &caller.headers,
+            allow_delete,
+        };
+        Ok(self.db.begin(&settings).await?)
+    }
+}

@@ -1,0 +1,161 @@
+use deadpool_postgres::Object;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+/// What a request's transaction runs as. Set in one statement at the start of the transaction
+/// and transaction-local, so nothing survives into the next use of the pooled connection.
+#[derive(Debug)]
+pub struct TxSettings<'a> {
+    /// The API role (`anon`, `authenticated`, `service_role`, ...), already checked against the
+    /// allow-list.
+    pub role: &'a str,
+    /// All JWT claims as a JSON object (`auth.jwt()`).
+    pub claims: &'a str,
+    /// The `sub` claim (`auth.uid()`), empty when absent.
+    pub sub: &'a str,
+    /// The canonical operation name (`storage.operation()`).
+    pub operation: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    /// Request headers as a JSON object (credentials left out).
+    pub headers: &'a str,
+    /// Lets this transaction pass the `protect_delete` trigger. Only the server's own delete
+    /// paths set it; RLS still decides which rows the role may delete.
+    pub allow_delete: bool,
+}
+
+/// The one statement that turns a pooled connection into the request's identity.
+const SET_IDENTITY: &str = "select set_config('role', $1, true), \
+     set_config('request.jwt.claims', $2, true), \
+     set_config('request.jwt.claim.sub', $3, true), \
+     set_config('request.jwt.claim.role', $1, true), \
+     set_config('storage.operation', $4, true), \
+     set_config('request.method', $5, true), \
+     set_config('request.path', $6, true), \
+     set_config('request.headers', $7, true), \
+     set_config('storage.allow_delete', $8, true)";
+
+/// A transaction on a pooled connection, already switched to the request's identity.
+///
+/// Dropping it without [`Tx::commit`] rolls back before the connection is reused; if the
+/// rollback cannot be sent, the connection is discarded instead of returned to the pool.
+pub struct Tx {
+    conn: Option<Object>,
+}
+
+impl Tx {
+    pub(super) async fn begin(
+        conn: Object,
+        settings: &TxSettings<'_>,
+    ) -> Result<Self, tokio_postgres::Error> {
+        let statement = conn.prepare_cached(SET_IDENTITY).await?;
+        let allow_delete = if settings.allow_delete { "true" } else { "" };
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &settings.role,
+            &settings.claims,
+            &settings.sub,
+            &settings.operation,
+            &settings.method,
+            &settings.path,
+            &settings.headers,
+            &allow_delete,
+        ];
+        let tx = Self { conn: Some(conn) };
+        let conn = tx.conn();
+        // Pipelined: both messages leave in one write, so beginning costs one round trip.
+        tokio::try_join!(conn.batch_execute("begin"), conn.query(&statement, &params))?;
+        Ok(tx)
+    }
+
+    fn conn(&self) -> &Object {
+        // Only `commit` takes the connection, and it consumes `self`.
+        match &self.conn {
+            Some(conn) => conn,
+            None => unreachable!("transaction used after commit"),
+        }
+    }
+
+    /// Runs a statement (prepared once per connection and cached).
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let conn = self.conn();
+        let statement = conn.prepare_cached(sql).await?;
+        conn.query(&statement, params).await
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let conn = self.conn();
+        let statement = conn.prepare_cached(sql).await?;
+        conn.query_opt(&statement, params).await
+    }
+
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        let conn = self.conn();
+        let statement = conn.prepare_cached(sql).await?;
+        conn.query_one(&statement, params).await
+    }
+
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let conn = self.conn();
+        let statement = conn.prepare_cached(sql).await?;
+        conn.execute(&statement, params).await
+    }
+
+    /// Runs one statement and commits in the same round trip. If the statement fails, the
+    /// pipelined `commit` finds the transaction aborted and ends it as a rollback.
+    pub async fn query_and_commit(
+        mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let conn = self.conn();
+        let statement = conn.prepare_cached(sql).await?;
+        let (rows, ()) =
+            tokio::try_join!(conn.query(&statement, params), conn.batch_execute("commit"))?;
+        // On error the connection is left in place: `Drop` sends a rollback, which is harmless if
+        // the pipelined commit already ended the transaction.
+        self.conn = None;
+        Ok(rows)
+    }
+
+    pub async fn commit(mut self) -> Result<(), tokio_postgres::Error> {
+        let result = self.conn().batch_execute("commit").await;
+        if result.is_ok() {
+            self.conn = None;
+        }
+        result
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if conn.batch_execute("rollback").await.is_err() {
+                        drop(Object::take(conn));
+                    }
+                });
+            }
+            Err(_) => drop(Object::take(conn)),
+        }
+    }
+}

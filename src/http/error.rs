@@ -1,0 +1,145 @@
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::auth::AuthError;
+use crate::core::Error;
+
+/// Every error a REST handler returns. The body is Supabase Storage's
+/// `{statusCode, code, error, message}` (`statusCode` a string; `code` the S3-style code that
+/// storage-js reads; `error` the older text that storage3 reads), sent with the real HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    error: &'static str,
+    message: String,
+    /// Logged for 5xx; never sent.
+    cause: Option<anyhow::Error>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        error: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            error,
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "InvalidRequest",
+            message,
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        use StatusCode as S;
+        let (status, code, name) = match &error {
+            Error::BucketNotFound => (S::NOT_FOUND, "NoSuchBucket", "Bucket not found"),
+            Error::ObjectNotFound => (S::NOT_FOUND, "NoSuchKey", "not_found"),
+            Error::NotFound(_) => (S::NOT_FOUND, "NotFound", "not_found"),
+            Error::AlreadyExists => (S::CONFLICT, "ResourceAlreadyExists", "Duplicate"),
+            Error::BucketNotEmpty => (S::CONFLICT, "ResourceNotEmpty", "ResourceNotEmpty"),
+            Error::Conflict(_) => (S::CONFLICT, "Conflict", "Conflict"),
+            Error::Forbidden(_) => (S::FORBIDDEN, "AccessDenied", "Unauthorized"),
+            Error::InvalidInput(_) => (S::BAD_REQUEST, "InvalidRequest", "InvalidRequest"),
+            Error::InvalidKey(_) => (S::BAD_REQUEST, "InvalidKey", "InvalidKey"),
+            Error::InvalidBucketName(_) => (S::BAD_REQUEST, "InvalidBucketName", "Invalid Input"),
+            Error::PayloadTooLarge(_) => {
+                (S::PAYLOAD_TOO_LARGE, "EntityTooLarge", "Payload too large")
+            }
+            Error::UnsupportedMediaType(_) => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "InvalidMimeType",
+                "invalid_mime_type",
+            ),
+            Error::RangeNotSatisfiable(_) => {
+                (S::RANGE_NOT_SATISFIABLE, "InvalidRange", "InvalidRange")
+            }
+            Error::Unavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "ServiceUnavailable",
+            ),
+            Error::Internal(_) => (S::INTERNAL_SERVER_ERROR, "InternalError", "internal"),
+        };
+        match error {
+            Error::Internal(cause) => Self {
+                cause: Some(cause),
+                ..Self::new(status, code, name, "Internal Server Error")
+            },
+            other => Self::new(status, code, name, other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::InvalidToken(_) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "InvalidJWT",
+                "Unauthorized",
+                error.to_string(),
+            ),
+            AuthError::ForbiddenRole(_) => Self::new(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "Unauthorized",
+                error.to_string(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // One log line per error, inside the request's span (which carries the request id).
+        match &self.cause {
+            Some(cause) => {
+                tracing::error!(status = self.status.as_u16(), error = ?cause, "request failed")
+            }
+            None if self.status.is_server_error() => {
+                tracing::warn!(status = self.status.as_u16(), message = %self.message, "request failed")
+            }
+            None => {
+                tracing::info!(status = self.status.as_u16(), message = %self.message, "request refused")
+            }
+        }
+        let body = json!({
+            "statusCode": self.status.as_u16().to_string(),
+            "code": self.code,
+            "error": self.error,
+            "message": self.message,
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Answer for routes that do not exist.
+pub async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "not_found",
+        "Route not found",
+    )
+}

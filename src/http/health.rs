@@ -1,0 +1,32 @@
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/status", get(status))
+        .route("/health", get(health))
+}
+
+/// Liveness: the process answers. No authentication, no database.
+async fn status() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers too.
+async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    match state.storage.database().ping().await {
+        Ok(()) => Ok(Json(json!({ "healthy": true, "database": "ok" }))),
+        Err(error) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "ServiceUnavailable",
+            format!("database check failed: {error}"),
+        )),
+    }
+}

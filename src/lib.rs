@@ -1,0 +1,12 @@
+//! pgstorage: object storage whose metadata and permissions live in PostgreSQL.
+//!
+//! Requests flow one way: a front (`http`) turns a protocol call into a core call made on behalf
+//! of an [`auth::Identity`]; the core (`core`) coordinates the database (`db`) and the byte store
+//! (`bytes`). Nothing below `core` knows about HTTP.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod db;
+pub mod http;
