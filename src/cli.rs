@@ -8,7 +8,10 @@ use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 use crate::auth::{Authenticator, JwtKeys, secret};
-use crate::config::{Cli, Command, DatabaseArgs, ServeArgs, TokenArgs};
+use std::sync::Arc;
+
+use crate::bytes::FsStore;
+use crate::config::{Cli, Command, DatabaseArgs, GcArgs, ServeArgs, TokenArgs};
 use crate::core::{Limits, Storage};
 use crate::db::embedded::{self, EmbeddedCluster};
 use crate::db::{self, Database, migrate};
@@ -19,7 +22,7 @@ pub fn run(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("PGSTORAGE_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
+                .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -35,6 +38,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Migrate(args) => migrate_only(args).await,
             Command::Token(args) => token(args),
+            Command::Gc(args) => gc(args).await,
         }
     });
     match result {
@@ -125,12 +129,28 @@ async fn serve_on(args: &ServeArgs, secret: &str, connected: &Connected) -> anyh
         connected.request.clone(),
         args.db_pool_size,
     )?;
+    let bytes = FsStore::open(args.database.fs_root())
+        .await
+        .with_context(|| {
+            format!(
+                "opening the byte store at {}",
+                args.database.fs_root().display()
+            )
+        })?;
     let storage = Storage::new(
         database,
+        Arc::new(bytes),
         Limits {
             max_file_size: args.max_file_size,
+            upload_lease: Duration::from_secs(args.upload_lease_seconds.max(1)),
         },
     );
+    let collector = (args.gc_interval_seconds > 0).then(|| {
+        storage.spawn_collector(
+            Duration::from_secs(args.gc_grace_seconds),
+            Duration::from_secs(args.gc_interval_seconds),
+        )
+    });
     let keys = JwtKeys::new(secret.as_bytes());
     let auth = Authenticator::new(keys.clone(), args.roles.clone());
     let app = http::app(AppState { storage, auth });
@@ -160,6 +180,9 @@ async fn serve_on(args: &ServeArgs, secret: &str, connected: &Connected) -> anyh
 
     http::serve(listener, app, shutdown_signal()).await?;
     tracing::info!("stopped accepting requests");
+    if let Some(collector) = collector {
+        collector.abort();
+    }
     Ok(())
 }
 
@@ -188,6 +211,32 @@ async fn migrate_only(args: DatabaseArgs) -> anyhow::Result<()> {
     let connected = Connected::open(&args, &default_roles).await?;
     println!("migrations are up to date on {}", connected.display_url);
     connected.close()
+}
+
+async fn gc(args: GcArgs) -> anyhow::Result<()> {
+    let default_roles = ["anon", "authenticated", "service_role"].map(String::from);
+    let connected = Connected::open(&args.database, &default_roles).await?;
+    let result = async {
+        let bytes = FsStore::open(args.database.fs_root()).await?;
+        let database = Database::new(connected.admin.clone(), connected.request.clone(), 2)?;
+        let storage = Storage::new(database, Arc::new(bytes), Limits::default());
+        let report = storage
+            .collect_garbage(Duration::from_secs(args.gc_grace_seconds))
+            .await
+            .map_err(|e| anyhow::anyhow!("garbage collection failed: {e}"))?;
+        if !report.ran {
+            println!("another server is collecting garbage right now; nothing done");
+        } else {
+            println!(
+                "freed {} byte keys ({} could not be deleted and stay queued)",
+                report.freed, report.failed
+            );
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let closed = connected.close();
+    result.and(closed)
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {

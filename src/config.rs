@@ -21,6 +21,8 @@ pub enum Command {
     Migrate(DatabaseArgs),
     /// Print a JWT signed with the server's secret.
     Token(TokenArgs),
+    /// Run one garbage-collection pass over the byte journal and exit.
+    Gc(GcArgs),
 }
 
 /// Where the data lives: the data directory and, optionally, an external database.
@@ -40,6 +42,18 @@ pub struct DatabaseArgs {
     /// Absent with --database-url: request traffic uses --database-url (a warning is logged).
     #[arg(long, env = "PGSTORAGE_REQUEST_DATABASE_URL", hide_env_values = true)]
     pub request_database_url: Option<String>,
+
+    /// Directory of the local-disk byte store. Default: `<data-dir>/bytes`.
+    #[arg(long, env = "PGSTORAGE_FS_ROOT")]
+    pub fs_root: Option<PathBuf>,
+}
+
+impl DatabaseArgs {
+    pub fn fs_root(&self) -> PathBuf {
+        self.fs_root
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("bytes"))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -90,6 +104,11 @@ pub struct ServeArgs {
     /// Seconds between in-process garbage-collection passes (0 disables the in-process collector).
     #[arg(long, env = "PGSTORAGE_GC_INTERVAL_SECONDS", default_value_t = 60)]
     pub gc_interval_seconds: u64,
+
+    /// Seconds an upload's staged bytes are safe without renewal (renewed while bytes flow);
+    /// after a crash, the collector frees them once this has passed.
+    #[arg(long, env = "PGSTORAGE_UPLOAD_LEASE_SECONDS", default_value_t = 60)]
+    pub upload_lease_seconds: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,6 +135,16 @@ pub struct TokenArgs {
     /// Extra claims as a JSON object, merged into the token.
     #[arg(long)]
     pub claims: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Free released bytes that have been unreferenced for at least this many seconds.
+    #[arg(long, env = "PGSTORAGE_GC_GRACE_SECONDS", default_value_t = 3600)]
+    pub gc_grace_seconds: u64,
 }
 
 /// Parses a size such as `1048576`, `10MB`, `1.5GB` or `512 KiB`. Decimal units (KB, MB, GB, TB)

@@ -5,6 +5,7 @@
 //! (`bytes`). Nothing below `core` knows about HTTP.
 
 pub mod auth;
+pub mod bytes;
 pub mod cli;
 pub mod config;
 pub mod core;

@@ -4,22 +4,16 @@
 mod common;
 
 use common::{TestDb, caller};
-use pgstorage::core::Limits;
 use pgstorage::core::{Operation, Storage};
 
-fn storage(db: &TestDb, pool: usize) -> Storage {
-    Storage::new(
-        db.database(pool),
-        Limits {
-            max_file_size: 1 << 30,
-        },
-    )
+async fn storage(db: &TestDb, pool: usize) -> Storage {
+    db.storage(pool).await
 }
 
 #[tokio::test]
 async fn claims_role_and_operation_are_visible_to_sql() {
     let db = TestDb::new().await;
-    let storage = storage(&db, 2);
+    let storage = storage(&db, 2).await;
     let tx = storage
         .begin(&caller("authenticated", Some("user-42")), Operation::Move)
         .await
@@ -50,7 +44,7 @@ async fn claims_role_and_operation_are_visible_to_sql() {
 async fn a_pooled_connection_never_carries_a_previous_identity() {
     let db = TestDb::new().await;
     // One connection, so the second request must reuse the first one's.
-    let storage = storage(&db, 1);
+    let storage = storage(&db, 1).await;
     {
         let tx = storage
             .begin(&caller("service_role", Some("admin")), Operation::Delete)
@@ -138,7 +132,7 @@ async fn direct_delete_is_refused_with_42501() {
         assert!(message.contains("Storage API"), "{message}");
     }
     // Through the server's own transaction (allow_delete set) the same delete passes RLS.
-    let storage = storage(&db, 1);
+    let storage = storage(&db, 1).await;
     storage
         .delete_bucket(&caller("service_role", None), "b")
         .await

@@ -4,14 +4,20 @@
 
 pub mod buckets;
 mod error;
+pub mod gc;
+mod meter;
+pub mod names;
+pub mod objects;
 mod operation;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use error::Error;
 pub use operation::Operation;
 
 use crate::auth::Identity;
+use crate::bytes::ByteStore;
 use crate::db::{Database, Tx, TxSettings};
 
 /// Who is asking, and the request facts that policies may read (`request.method`,
@@ -47,21 +53,40 @@ impl Caller {
 pub struct Limits {
     /// Largest object accepted, whatever a bucket says.
     pub max_file_size: u64,
+    /// How long a staged upload's bytes are safe from the collector without renewal. The
+    /// uploader renews it while bytes flow; if the server dies, the bytes are collected once it
+    /// has run out.
+    pub upload_lease: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_size: 50 * 1000 * 1000 * 1000,
+            upload_lease: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The storage core. Cheap to clone; one per server process.
 #[derive(Clone)]
 pub struct Storage {
     db: Database,
+    bytes: Arc<dyn ByteStore>,
     limits: Arc<Limits>,
 }
 
 impl Storage {
-    pub fn new(db: Database, limits: Limits) -> Self {
+    pub fn new(db: Database, bytes: Arc<dyn ByteStore>, limits: Limits) -> Self {
         Self {
             db,
+            bytes,
             limits: Arc::new(limits),
         }
+    }
+
+    pub fn byte_store(&self) -> &Arc<dyn ByteStore> {
+        &self.bytes
     }
 
     pub fn database(&self) -> &Database {

@@ -25,6 +25,24 @@ impl FromRequestParts<AppState> for CallerExt {
     }
 }
 
+/// The caller of a public route: always `anon`, whatever credentials were sent, with the same
+/// request facts as [`CallerExt`].
+pub struct PublicCaller(pub Caller);
+
+impl FromRequestParts<AppState> for PublicCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let identity = state.auth.identify(None)?;
+        Ok(PublicCaller(Caller {
+            identity,
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            headers: headers_json(&parts.headers),
+        }))
+    }
+}
+
 fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
     if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
         let value = value

@@ -2,10 +2,13 @@
 //! calls and core results back into HTTP; they never touch the database or byte store directly.
 
 mod buckets;
+mod download;
 mod error;
 mod health;
 mod identity;
 mod json;
+mod objects;
+mod upload_body;
 
 use std::time::Duration;
 
@@ -16,7 +19,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use error::ApiError;
-pub use identity::CallerExt;
+pub use identity::{CallerExt, PublicCaller};
 
 use crate::auth::Authenticator;
 use crate::core::Storage;
@@ -36,6 +39,7 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .merge(health::routes())
         .merge(buckets::routes())
+        .merge(objects::routes())
         .with_state(state);
     Router::new()
         .nest("/storage/v1", api.clone())

@@ -10,11 +10,12 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::{Flock, FlockArg};
 use pgstorage::auth::{Authenticator, Identity, JwtKeys};
+use pgstorage::bytes::FsStore;
 use pgstorage::core::{Caller, Limits, Storage};
 use pgstorage::db::embedded::{self, ClusterDir};
 use pgstorage::db::{Database, migrate};
@@ -250,6 +251,18 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("fixture SQL failed: {e:?}\n{sql}"));
     }
 
+    /// A core over this database with a throwaway byte store.
+    pub async fn storage(&self, pool_size: usize) -> Storage {
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("stores")
+            .join(&self.name);
+        Storage::new(
+            self.database(pool_size),
+            Arc::new(FsStore::open(root).await.unwrap()),
+            Limits::default(),
+        )
+    }
+
     pub fn database(&self, pool_size: usize) -> Database {
         Database::new(self.admin.clone(), self.request.clone(), pool_size).unwrap()
     }
@@ -284,6 +297,7 @@ pub fn caller(role: &str, sub: Option<&str>) -> Caller {
 pub struct Options {
     pub max_file_size: u64,
     pub pool_size: usize,
+    pub upload_lease: Duration,
 }
 
 impl Default for Options {
@@ -291,6 +305,7 @@ impl Default for Options {
         Self {
             max_file_size: 50 * 1024 * 1024 * 1024,
             pool_size: 8,
+            upload_lease: Duration::from_secs(60),
         }
     }
 }
@@ -298,6 +313,8 @@ impl Default for Options {
 /// A pgstorage server on a free local port, over its own fresh database.
 pub struct TestServer {
     pub url: String,
+    /// Root of this server's local-disk byte store.
+    pub fs_root: PathBuf,
     pub db: TestDb,
     pub storage: Storage,
     pub http: reqwest::Client,
@@ -314,10 +331,16 @@ impl TestServer {
     }
 
     pub async fn start_on(db: TestDb, options: Options) -> Self {
+        let fs_root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("stores")
+            .join(&db.name);
+        let bytes = FsStore::open(&fs_root).await.unwrap();
         let storage = Storage::new(
             db.database(options.pool_size),
+            Arc::new(bytes),
             Limits {
                 max_file_size: options.max_file_size,
+                upload_lease: options.upload_lease,
             },
         );
         let auth = Authenticator::new(
@@ -335,6 +358,7 @@ impl TestServer {
         tokio::spawn(http::serve(listener, app, std::future::pending()));
         Self {
             url,
+            fs_root,
             db,
             storage,
             http: reqwest::Client::new(),

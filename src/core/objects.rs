@@ -1,0 +1,707 @@
+//! Objects: upload, read, delete, move and copy, keeping rows and bytes consistent.
+//!
+//! A write follows one protocol (DESIGN §5):
+//! 1. **check**: the caller's policies are evaluated on the row about to be written, in a
+//!    transaction that is then rolled back, so a denied write never reaches the byte store;
+//! 2. **stage**: a fresh opaque key is recorded in `storage.byte_journal` before the first byte
+//!    is written (the lease is renewed while bytes stream);
+//! 3. **stream**: bytes go to the store, measured and limited on the way, synced when done;
+//! 4. **commit**: the row is inserted or switched to the new key in one transaction; the
+//!    journal triggers adopt the new key and release the old one in that same transaction.
+//!
+//! A failure after step 2 leaves only a staged key, which is discarded at once or, if the
+//! server died, collected when its lease runs out.
+
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use super::meter::{self, Measured};
+use super::names::validate_object_name;
+use super::{Caller, Error, Operation, Storage};
+use crate::bytes::{ByteRange, ByteStream, StoreError, new_key};
+
+/// The server-written part of an object's row (`storage.objects.metadata`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMetadata {
+    #[serde(rename = "eTag")]
+    pub e_tag: Option<String>,
+    pub size: Option<u64>,
+    pub mimetype: Option<String>,
+    pub cache_control: Option<String>,
+    pub last_modified: Option<DateTime<Utc>>,
+    pub content_length: Option<u64>,
+    pub http_status_code: Option<u16>,
+    pub sha256: Option<String>,
+}
+
+/// An object row as clients see it in listings and delete results.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectRow {
+    pub id: Uuid,
+    pub bucket_id: String,
+    pub name: String,
+    /// The creator's `sub`; `""` when none (clients type it as a string).
+    pub owner: String,
+    pub owner_id: String,
+    pub version: Option<String>,
+    pub metadata: Option<Value>,
+    pub user_metadata: Option<Value>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub last_accessed_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) const OBJECT_COLUMNS: &str = "id, bucket_id, name, owner_id, version, metadata, \
+     user_metadata, created_at, updated_at, last_accessed_at";
+
+impl ObjectRow {
+    pub(crate) fn from_row(row: &Row) -> Self {
+        let owner: Option<String> = row.get("owner_id");
+        let owner = owner.unwrap_or_default();
+        Self {
+            id: row.get("id"),
+            bucket_id: row.get("bucket_id"),
+            name: row.get("name"),
+            owner: owner.clone(),
+            owner_id: owner,
+            version: row.get("version"),
+            metadata: row.get("metadata"),
+            user_metadata: row.get("user_metadata"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+            last_accessed_at: row.get("last_accessed_at"),
+        }
+    }
+
+    /// The server-written metadata, typed (missing fields are `None`).
+    pub fn system_metadata(&self) -> ObjectMetadata {
+        self.metadata
+            .clone()
+            .and_then(|m| serde_json::from_value(m).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn size(&self) -> u64 {
+        self.system_metadata().size.unwrap_or(0)
+    }
+}
+
+/// An upload, as a front hands it to the core.
+pub struct Upload {
+    pub bucket: String,
+    pub name: String,
+    pub body: ByteStream,
+    /// The length the client announced, if any: refused early when over the limit.
+    pub declared_length: Option<u64>,
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub user_metadata: Option<Value>,
+    /// Replace an existing object instead of answering 409.
+    pub upsert: bool,
+}
+
+/// Where a write landed.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub id: Uuid,
+    pub bucket: String,
+    pub name: String,
+}
+
+/// A copy request.
+#[derive(Debug, Clone)]
+pub struct CopyRequest {
+    pub bucket: String,
+    pub source: String,
+    pub destination_bucket: String,
+    pub destination: String,
+    /// Carry the source's user metadata over (default); otherwise use `user_metadata`.
+    pub copy_metadata: bool,
+    pub user_metadata: Option<Value>,
+    pub upsert: bool,
+}
+
+/// Most names one bulk delete takes.
+pub const MAX_BULK_DELETE: usize = 1000;
+
+/// What the server knows about a write's target, read with privilege (a bucket's limits apply
+/// whatever the caller may see of it).
+struct Target {
+    file_size_limit: Option<i64>,
+    allowed_mime_types: Option<Vec<String>>,
+    exists: bool,
+}
+
+/// The type without parameters (`text/plain;charset=utf-8` -> `text/plain`), lowercased.
+fn base_mime(mime: &str) -> String {
+    mime.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn mime_allowed(allowed: &[String], mime: &str) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let base = base_mime(mime);
+    let kind = base.split('/').next().unwrap_or("");
+    allowed.iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        a == base || a.strip_suffix("/*").is_some_and(|k| k == kind) || a == "*/*"
+    })
+}
+
+/// Content type: what the client said, else a guess from the name, else octet-stream.
+pub fn content_type_for(given: Option<&str>, name: &str) -> String {
+    match given.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => t.to_string(),
+        None => mime_guess::from_path(name)
+            .first_raw()
+            .unwrap_or("application/octet-stream")
+            .to_string(),
+    }
+}
+
+fn iso(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Storage {
+    /// Stores an object. See the module documentation for the protocol.
+    pub async fn upload(&self, caller: &Caller, upload: Upload) -> Result<Stored, Error> {
+        validate_object_name(&upload.name)?;
+        let mimetype = content_type_for(upload.content_type.as_deref(), &upload.name);
+        let target = self.write_target(&upload.bucket, &upload.name).await?;
+        let limit = self.effective_limit(&target);
+        if upload.declared_length.is_some_and(|len| len > limit) {
+            return Err(too_large());
+        }
+        if let Some(allowed) = &target.allowed_mime_types
+            && !mime_allowed(allowed, &mimetype)
+        {
+            return Err(Error::UnsupportedMediaType(format!(
+                "mime type {mimetype} is not supported"
+            )));
+        }
+        let overwrite = match (target.exists, upload.upsert) {
+            (true, false) => return Err(Error::AlreadyExists),
+            (exists, _) => exists,
+        };
+        let operation = if overwrite {
+            Operation::Overwrite
+        } else {
+            Operation::Upload
+        };
+        let cache_control = upload
+            .cache_control
+            .clone()
+            .unwrap_or_else(|| "no-cache".to_string());
+        let write = RowWrite {
+            bucket: &upload.bucket,
+            name: &upload.name,
+            owner: caller.owner(),
+            user_metadata: upload.user_metadata.clone(),
+        };
+        self.check_write(caller, operation, &write, overwrite)
+            .await?;
+
+        let key = new_key();
+        self.stage(&key).await?;
+        let (body, meter) = meter::metered(upload.body, limit);
+        if let Err(error) = self.stream_into(&key, body).await {
+            self.discard(&key).await;
+            return Err(if meter::exceeded(&meter) {
+                too_large()
+            } else {
+                error
+            });
+        }
+        let measured = meter::finish(&meter);
+        let metadata = metadata_json(&measured, &mimetype, &cache_control);
+        match self
+            .commit_write(caller, operation, &write, &key, &metadata, overwrite)
+            .await
+        {
+            Ok(id) => Ok(Stored {
+                id,
+                bucket: upload.bucket,
+                name: upload.name,
+            }),
+            Err(error) => {
+                self.discard(&key).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Reads the object row for a download or info, under the caller's policies.
+    pub async fn object(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        bucket: &str,
+        name: &str,
+    ) -> Result<ObjectRow, Error> {
+        let tx = self.begin(caller, operation).await?;
+        let rows = tx
+            .query_and_commit(
+                &format!(
+                    "select {OBJECT_COLUMNS} from storage.objects \
+                     where bucket_id = $1 and name = $2"
+                ),
+                &[&bucket, &name],
+            )
+            .await?;
+        rows.first()
+            .map(ObjectRow::from_row)
+            .ok_or(Error::ObjectNotFound)
+    }
+
+    /// Streams an object's bytes (all, or `range`), as of the row the caller read: a
+    /// concurrent overwrite does not change what this reader gets.
+    pub async fn read(
+        &self,
+        row: &ObjectRow,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, Error> {
+        let Some(key) = row.version.as_deref() else {
+            // A row written by hand, with no bytes behind it.
+            return Err(Error::ObjectNotFound);
+        };
+        match self.bytes.get(key, range).await {
+            Ok(stream) => Ok(stream),
+            Err(StoreError::NotFound(_)) => {
+                tracing::error!(object = %row.id, key, "an object's bytes are missing");
+                Err(Error::Internal(anyhow::anyhow!(
+                    "bytes missing for object {}",
+                    row.id
+                )))
+            }
+            Err(error) => Err(store_error(error)),
+        }
+    }
+
+    /// Deletes one object. Its bytes are released by the same transaction.
+    pub async fn delete_object(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        name: &str,
+    ) -> Result<(), Error> {
+        let tx = self.begin_deleting(caller, Operation::Delete).await?;
+        let rows = tx
+            .query_and_commit(
+                "delete from storage.objects where bucket_id = $1 and name = $2 returning id",
+                &[&bucket, &name],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::ObjectNotFound);
+        }
+        Ok(())
+    }
+
+    /// Deletes the named objects the caller may delete; the rest are skipped. Returns the
+    /// deleted rows.
+    pub async fn delete_objects(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        names: &[String],
+    ) -> Result<Vec<ObjectRow>, Error> {
+        if names.is_empty() {
+            return Err(Error::InvalidInput(
+                "prefixes must name at least one object".into(),
+            ));
+        }
+        if names.len() > MAX_BULK_DELETE {
+            return Err(Error::InvalidInput(format!(
+                "at most {MAX_BULK_DELETE} objects can be deleted per request, got {}",
+                names.len()
+            )));
+        }
+        let tx = self.begin_deleting(caller, Operation::Delete).await?;
+        let rows = tx
+            .query_and_commit(
+                &format!(
+                    "delete from storage.objects where bucket_id = $1 and name = any($2) \
+                     returning {OBJECT_COLUMNS}"
+                ),
+                &[&bucket, &names],
+            )
+            .await?;
+        Ok(rows.iter().map(ObjectRow::from_row).collect())
+    }
+
+    /// Renames an object, possibly into another bucket. Only the row changes; bytes stay.
+    pub async fn move_object(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        source: &str,
+        destination_bucket: &str,
+        destination: &str,
+    ) -> Result<Stored, Error> {
+        validate_object_name(destination)?;
+        let tx = self.begin(caller, Operation::Move).await?;
+        let rows = tx
+            .query_and_commit(
+                "update storage.objects set bucket_id = $3, name = $4, last_accessed_at = now() \
+                 where bucket_id = $1 and name = $2 \
+                 returning id",
+                &[&bucket, &source, &destination_bucket, &destination],
+            )
+            .await
+            .map_err(|e| match e.code() {
+                Some(&SqlState::FOREIGN_KEY_VIOLATION) => Error::BucketNotFound,
+                _ => Error::from(e),
+            })?;
+        let row = rows.first().ok_or(Error::ObjectNotFound)?;
+        Ok(Stored {
+            id: row.get(0),
+            bucket: destination_bucket.to_string(),
+            name: destination.to_string(),
+        })
+    }
+
+    /// Copies an object into a new one with its own bytes.
+    pub async fn copy_object(
+        &self,
+        caller: &Caller,
+        copy: CopyRequest,
+    ) -> Result<ObjectRow, Error> {
+        validate_object_name(&copy.destination)?;
+        let source = self
+            .object(caller, Operation::Copy, &copy.bucket, &copy.source)
+            .await?;
+        let Some(source_key) = source.version.clone() else {
+            return Err(Error::ObjectNotFound);
+        };
+        let target = self
+            .write_target(&copy.destination_bucket, &copy.destination)
+            .await?;
+        if target.exists && !copy.upsert {
+            return Err(Error::AlreadyExists);
+        }
+        let user_metadata = if copy.copy_metadata {
+            source.user_metadata.clone()
+        } else {
+            copy.user_metadata.clone()
+        };
+        let write = RowWrite {
+            bucket: &copy.destination_bucket,
+            name: &copy.destination,
+            owner: caller.owner(),
+            user_metadata,
+        };
+        self.check_write(caller, Operation::Copy, &write, target.exists)
+            .await?;
+        let key = new_key();
+        self.stage(&key).await?;
+        if let Err(error) = self.bytes.copy(&source_key, &key).await {
+            self.discard(&key).await;
+            return Err(store_error(error));
+        }
+        let mut metadata = source.metadata.clone().unwrap_or_else(|| json!({}));
+        metadata["lastModified"] = json!(iso(Utc::now()));
+        match self
+            .commit_write(
+                caller,
+                Operation::Copy,
+                &write,
+                &key,
+                &metadata,
+                target.exists,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(error) => {
+                self.discard(&key).await;
+                return Err(error);
+            }
+        }
+        self.object(
+            caller,
+            Operation::Copy,
+            &copy.destination_bucket,
+            &copy.destination,
+        )
+        .await
+    }
+
+    fn effective_limit(&self, target: &Target) -> u64 {
+        let bucket = target
+            .file_size_limit
+            .and_then(|l| u64::try_from(l).ok())
+            .unwrap_or(u64::MAX);
+        bucket.min(self.limits.max_file_size)
+    }
+
+    async fn write_target(&self, bucket: &str, name: &str) -> Result<Target, Error> {
+        let conn = self.db.admin().await?;
+        let statement = conn
+            .prepare_cached(
+                "select b.file_size_limit, b.allowed_mime_types, \
+                        exists (select 1 from storage.objects o \
+                                where o.bucket_id = b.id and o.name = $2) \
+                 from storage.buckets b where b.id = $1",
+            )
+            .await?;
+        let row = conn
+            .query_opt(&statement, &[&bucket, &name])
+            .await?
+            .ok_or(Error::BucketNotFound)?;
+        Ok(Target {
+            file_size_limit: row.get(0),
+            allowed_mime_types: row.get(1),
+            exists: row.get(2),
+        })
+    }
+
+    /// Evaluates the caller's policies on the row about to be written, then rolls back.
+    async fn check_write(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        write: &RowWrite<'_>,
+        overwrite: bool,
+    ) -> Result<(), Error> {
+        let tx = self.begin(caller, operation).await?;
+        let placeholder = json!({});
+        if overwrite {
+            let updated = tx
+                .execute(
+                    "update storage.objects set owner_id = $3, metadata = $4, user_metadata = $5 \
+                     where bucket_id = $1 and name = $2",
+                    &[
+                        &write.bucket,
+                        &write.name,
+                        &write.owner,
+                        &placeholder,
+                        &write.user_metadata,
+                    ],
+                )
+                .await
+                .map_err(write_error)?;
+            if updated == 0 {
+                return Err(Error::Forbidden(
+                    "the object exists and may not be overwritten by this role".into(),
+                ));
+            }
+        } else {
+            tx.execute(
+                "insert into storage.objects (bucket_id, name, owner_id, metadata, user_metadata) \
+                 values ($1, $2, $3, $4, $5)",
+                &[
+                    &write.bucket,
+                    &write.name,
+                    &write.owner,
+                    &placeholder,
+                    &write.user_metadata,
+                ],
+            )
+            .await
+            .map_err(write_error)?;
+        }
+        // Dropping the transaction rolls the probe back.
+        Ok(())
+    }
+
+    async fn commit_write(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        write: &RowWrite<'_>,
+        key: &str,
+        metadata: &Value,
+        overwrite: bool,
+    ) -> Result<Uuid, Error> {
+        let tx = self.begin(caller, operation).await?;
+        let rows = if overwrite {
+            tx.query_and_commit(
+                "update storage.objects set owner_id = $3, version = $4, metadata = $5, \
+                     user_metadata = $6, last_accessed_at = now() \
+                 where bucket_id = $1 and name = $2 returning id",
+                &[
+                    &write.bucket,
+                    &write.name,
+                    &write.owner,
+                    &key,
+                    metadata,
+                    &write.user_metadata,
+                ],
+            )
+            .await
+        } else {
+            tx.query_and_commit(
+                "insert into storage.objects \
+                     (bucket_id, name, owner_id, version, metadata, user_metadata) \
+                 values ($1, $2, $3, $4, $5, $6) returning id",
+                &[
+                    &write.bucket,
+                    &write.name,
+                    &write.owner,
+                    &key,
+                    metadata,
+                    &write.user_metadata,
+                ],
+            )
+            .await
+        };
+        let rows = rows.map_err(write_error)?;
+        match rows.first() {
+            Some(row) => Ok(row.get(0)),
+            None => Err(Error::Conflict(
+                "the object was deleted or changed while uploading; retry".into(),
+            )),
+        }
+    }
+
+    /// Records `key` as staged before any byte is written under it.
+    async fn stage(&self, key: &str) -> Result<(), Error> {
+        let conn = self.db.admin().await?;
+        let statement = conn
+            .prepare_cached(
+                "insert into storage.byte_journal (key, state, lease_until) \
+                 values ($1, 'staged', now() + make_interval(secs => $2))",
+            )
+            .await?;
+        conn.execute(&statement, &[&key, &self.limits.upload_lease.as_secs_f64()])
+            .await?;
+        Ok(())
+    }
+
+    /// Writes `body` under the staged `key`, renewing the key's lease while bytes flow.
+    async fn stream_into(&self, key: &str, body: ByteStream) -> Result<u64, Error> {
+        let lease = self.limits.upload_lease;
+        let renew = async {
+            let period = (lease / 3).max(Duration::from_millis(200));
+            loop {
+                tokio::time::sleep(period).await;
+                if let Err(error) = self.renew_lease(key).await {
+                    tracing::warn!(key, %error, "could not renew an upload's lease");
+                }
+            }
+        };
+        tokio::select! {
+            written = self.bytes.put(key, body) => written.map_err(store_error),
+            () = renew => unreachable!("the renewal loop never ends"),
+        }
+    }
+
+    async fn renew_lease(&self, key: &str) -> Result<(), Error> {
+        let conn = self.db.admin().await?;
+        let statement = conn
+            .prepare_cached(
+                "update storage.byte_journal set lease_until = now() + make_interval(secs => $2) \
+                 where key = $1 and state = 'staged'",
+            )
+            .await?;
+        conn.execute(&statement, &[&key, &self.limits.upload_lease.as_secs_f64()])
+            .await?;
+        Ok(())
+    }
+
+    /// Frees a staged key whose write failed: bytes first, then the journal entry. If either
+    /// step fails, the entry stays and the collector finishes the job when the lease ends.
+    async fn discard(&self, key: &str) {
+        if let Err(error) = self.bytes.delete(key).await {
+            tracing::warn!(key, %error, "could not delete the bytes of a failed write; the collector will");
+            return;
+        }
+        let result = async {
+            let conn = self.db.admin().await?;
+            conn.execute(
+                "delete from storage.byte_journal where key = $1 and state = 'staged'",
+                &[&key],
+            )
+            .await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(key, %error, "could not clear a discarded key from the journal");
+        }
+    }
+}
+
+/// The row fields a write sets, whatever the operation.
+struct RowWrite<'a> {
+    bucket: &'a str,
+    name: &'a str,
+    owner: Option<String>,
+    user_metadata: Option<Value>,
+}
+
+fn metadata_json(measured: &Measured, mimetype: &str, cache_control: &str) -> Value {
+    json!({
+        "eTag": format!("\"{}\"", measured.md5_hex),
+        "size": measured.size,
+        "mimetype": mimetype,
+        "cacheControl": cache_control,
+        "lastModified": iso(Utc::now()),
+        "contentLength": measured.size,
+        "httpStatusCode": 200,
+        "sha256": measured.sha256_hex,
+    })
+}
+
+fn too_large() -> Error {
+    Error::PayloadTooLarge("The object exceeded the maximum allowed size".into())
+}
+
+/// Database errors of a write, read in the write's terms.
+fn write_error(error: tokio_postgres::Error) -> Error {
+    match error.code() {
+        Some(&SqlState::FOREIGN_KEY_VIOLATION) => Error::BucketNotFound,
+        // The staged key's lease ran out before the row committed and the collector took it.
+        Some(&SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE) => Error::Unavailable(
+            "the upload's staged bytes expired before it completed; retry".into(),
+        ),
+        _ => Error::from(error),
+    }
+}
+
+fn store_error(error: StoreError) -> Error {
+    match error {
+        StoreError::NotFound(key) => Error::Internal(anyhow::anyhow!("bytes missing under {key}")),
+        StoreError::Body(e) => Error::InvalidInput(format!("the upload did not complete: {e}")),
+        StoreError::Unavailable(reason) => Error::Unavailable(reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mime_rules() {
+        let allowed = vec!["image/*".to_string(), "application/pdf".to_string()];
+        assert!(mime_allowed(&allowed, "image/png"));
+        assert!(mime_allowed(&allowed, "IMAGE/JPEG"));
+        assert!(mime_allowed(&allowed, "application/pdf; charset=binary"));
+        assert!(!mime_allowed(&allowed, "text/plain"));
+        assert!(!mime_allowed(&allowed, "imagex/png"));
+        assert!(mime_allowed(&[], "anything/at-all"));
+    }
+
+    #[test]
+    fn content_type_falls_back_to_the_extension() {
+        assert_eq!(content_type_for(Some("text/csv"), "a.png"), "text/csv");
+        assert_eq!(content_type_for(None, "a/b.png"), "image/png");
+        assert_eq!(
+            content_type_for(Some(""), "x.unknown-ext"),
+            "application/octet-stream"
+        );
+    }
+}

@@ -1,0 +1,407 @@
+//! `/object` routes: upload, download, info, delete, move, copy.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, LAST_MODIFIED,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::download::{self, RangeDecision};
+use super::json::JsonBody;
+use super::upload_body;
+use super::{ApiError, AppState, CallerExt, PublicCaller};
+use crate::core::objects::{CopyRequest, ObjectRow, Upload};
+use crate::core::{Caller, Error, Operation};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/object/move", post(move_object))
+        .route("/object/copy", post(copy_object))
+        .route("/object/info/authenticated/{bucket}/{*path}", get(info))
+        .route("/object/info/public/{bucket}/{*path}", get(info_public))
+        .route("/object/info/{bucket}/{*path}", get(info))
+        .route(
+            "/object/authenticated/{bucket}/{*path}",
+            get(download).head(head),
+        )
+        .route(
+            "/object/public/{bucket}/{*path}",
+            get(download_public).head(head_public),
+        )
+        .route(
+            "/object/{bucket}/{*path}",
+            post(upload_post)
+                .put(upload_put)
+                .get(download)
+                .head(head)
+                .delete(delete_one),
+        )
+        .route("/object/{bucket}", delete(delete_many))
+}
+
+fn upsert_header(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-upsert")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+async fn upload_post(
+    state: State<AppState>,
+    caller: CallerExt,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let upsert = upsert_header(&headers);
+    upload(state, caller, path, headers, body, upsert).await
+}
+
+/// PUT replaces (and creates when missing), as Supabase's update does.
+async fn upload_put(
+    state: State<AppState>,
+    caller: CallerExt,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    upload(state, caller, path, headers, body, true).await
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path((bucket, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+    upsert: bool,
+) -> Result<Json<Value>, ApiError> {
+    let parsed = upload_body::parse(&headers, body).await?;
+    let stored = state
+        .storage
+        .upload(
+            &caller,
+            Upload {
+                bucket,
+                name,
+                body: parsed.body,
+                declared_length: parsed.declared_length,
+                content_type: parsed.content_type,
+                cache_control: parsed.cache_control,
+                user_metadata: parsed.user_metadata,
+                upsert,
+            },
+        )
+        .await?;
+    Ok(Json(json!({
+        "Id": stored.id,
+        "Key": format!("{}/{}", stored.bucket, stored.name),
+    })))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    serve_object(&state, &caller, &bucket, &name, &query, &headers).await
+}
+
+/// The public route runs as `anon`, whatever credentials came with it: `public` is a flag that
+/// policies read, not a bypass of Row Level Security.
+async fn download_public(
+    State(state): State<AppState>,
+    PublicCaller(caller): PublicCaller,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    serve_object(&state, &caller, &bucket, &name, &query, &headers).await
+}
+
+async fn head(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path((bucket, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    head_object(&state, &caller, &bucket, &name, &headers).await
+}
+
+async fn head_public(
+    State(state): State<AppState>,
+    PublicCaller(caller): PublicCaller,
+    Path((bucket, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    head_object(&state, &caller, &bucket, &name, &headers).await
+}
+
+/// Headers shared by GET, HEAD and 304 answers.
+fn object_headers(row: &ObjectRow) -> (HeaderMap, Option<String>, Option<SystemTime>) {
+    let meta = row.system_metadata();
+    let mut headers = HeaderMap::new();
+    let mut mimetype = meta
+        .mimetype
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".into());
+    // Never let stored HTML run as a page on this origin.
+    if mimetype.to_ascii_lowercase().starts_with("text/html") {
+        mimetype = "text/plain; charset=utf-8".into();
+    }
+    let mut set = |name, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set(CONTENT_TYPE, &mimetype);
+    if let Some(etag) = &meta.e_tag {
+        set(ETAG, etag);
+    }
+    let modified = meta.last_modified.or(row.updated_at).map(SystemTime::from);
+    if let Some(modified) = modified {
+        set(LAST_MODIFIED, &httpdate::fmt_http_date(modified));
+    }
+    set(
+        CACHE_CONTROL,
+        meta.cache_control.as_deref().unwrap_or("no-cache"),
+    );
+    set(ACCEPT_RANGES, "bytes");
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    (headers, meta.e_tag, modified)
+}
+
+async fn serve_object(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &str,
+    name: &str,
+    query: &HashMap<String, String>,
+    request: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let row = state
+        .storage
+        .object(caller, Operation::Download, bucket, name)
+        .await?;
+    let (mut headers, etag, modified) = object_headers(&row);
+    if download::not_modified(request, etag.as_deref(), modified) {
+        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
+    }
+    if let Some(requested) = query.get("download") {
+        let filename = if requested.is_empty() {
+            name.rsplit('/').next().unwrap_or(name)
+        } else {
+            requested.as_str()
+        };
+        headers.insert(CONTENT_DISPOSITION, download::attachment(filename));
+    }
+    let size = row.size();
+    let (status, range) = match download::range(request, size) {
+        RangeDecision::Full => (StatusCode::OK, None),
+        RangeDecision::Partial(range) => {
+            let value = format!("bytes {}-{}/{size}", range.start, range.end);
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(CONTENT_RANGE, value);
+            }
+            (StatusCode::PARTIAL_CONTENT, Some(range))
+        }
+        RangeDecision::Unsatisfiable => {
+            let mut error: Response = ApiError::from(Error::RangeNotSatisfiable(format!(
+                "the range is outside the object's {size} bytes"
+            )))
+            .into_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                error.headers_mut().insert(CONTENT_RANGE, value);
+            }
+            return Ok(error);
+        }
+    };
+    let length = range.map_or(size, |r| r.len());
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    let stream = state.storage.read(&row, range).await?;
+    Ok((status, headers, Body::from_stream(stream)).into_response())
+}
+
+/// HEAD is answered from the row alone; no bytes are read.
+async fn head_object(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &str,
+    name: &str,
+    request: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let row = state
+        .storage
+        .object(caller, Operation::Info, bucket, name)
+        .await?;
+    let (mut headers, etag, modified) = object_headers(&row);
+    if download::not_modified(request, etag.as_deref(), modified) {
+        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(row.size()));
+    Ok((StatusCode::OK, headers).into_response())
+}
+
+fn info_json(row: &ObjectRow) -> Value {
+    let meta = row.system_metadata();
+    json!({
+        "id": row.id,
+        "name": row.name,
+        "version": row.version,
+        "bucket_id": row.bucket_id,
+        "size": meta.size,
+        "content_type": meta.mimetype,
+        "cache_control": meta.cache_control,
+        "etag": meta.e_tag,
+        "sha256": meta.sha256,
+        "metadata": row.user_metadata.clone().unwrap_or_else(|| json!({})),
+        "last_modified": row.updated_at,
+        "created_at": row.created_at,
+    })
+}
+
+async fn info(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path((bucket, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let row = state
+        .storage
+        .object(&caller, Operation::Info, &bucket, &name)
+        .await?;
+    Ok(Json(info_json(&row)))
+}
+
+async fn info_public(
+    State(state): State<AppState>,
+    PublicCaller(caller): PublicCaller,
+    Path((bucket, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let row = state
+        .storage
+        .object(&caller, Operation::Info, &bucket, &name)
+        .await?;
+    Ok(Json(info_json(&row)))
+}
+
+async fn delete_one(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path((bucket, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    state.storage.delete_object(&caller, &bucket, &name).await?;
+    Ok(Json(json!({ "message": "Successfully deleted" })))
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteMany {
+    prefixes: Vec<String>,
+}
+
+async fn delete_many(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path(bucket): Path<String>,
+    JsonBody(body): JsonBody<DeleteMany>,
+) -> Result<Json<Vec<ObjectRow>>, ApiError> {
+    Ok(Json(
+        state
+            .storage
+            .delete_objects(&caller, &bucket, &body.prefixes)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MoveOrCopy {
+    bucket_id: String,
+    source_key: String,
+    destination_key: String,
+    destination_bucket: Option<String>,
+    #[serde(default)]
+    copy_metadata: Option<bool>,
+}
+
+async fn move_object(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    JsonBody(body): JsonBody<MoveOrCopy>,
+) -> Result<Json<Value>, ApiError> {
+    let destination_bucket = body
+        .destination_bucket
+        .unwrap_or_else(|| body.bucket_id.clone());
+    let moved = state
+        .storage
+        .move_object(
+            &caller,
+            &body.bucket_id,
+            &body.source_key,
+            &destination_bucket,
+            &body.destination_key,
+        )
+        .await?;
+    Ok(Json(json!({
+        "message": "Successfully moved",
+        "Id": moved.id,
+        "Key": moved.name,
+    })))
+}
+
+async fn copy_object(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<MoveOrCopy>,
+) -> Result<Json<Value>, ApiError> {
+    let user_metadata = match headers.get("x-metadata").and_then(|v| v.to_str().ok()) {
+        Some(encoded) => {
+            use base64::Engine;
+            let text = base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ApiError::bad_request("x-metadata must be base64-encoded JSON"))?;
+            Some(upload_body::parse_user_metadata(&text)?)
+        }
+        None => None,
+    };
+    let destination_bucket = body
+        .destination_bucket
+        .unwrap_or_else(|| body.bucket_id.clone());
+    let row = state
+        .storage
+        .copy_object(
+            &caller,
+            CopyRequest {
+                bucket: body.bucket_id,
+                source: body.source_key,
+                destination_bucket: destination_bucket.clone(),
+                destination: body.destination_key,
+                copy_metadata: body.copy_metadata.unwrap_or(true),
+                user_metadata,
+                upsert: upsert_header(&headers),
+            },
+        )
+        .await?;
+    let mut answer = serde_json::to_value(&row).unwrap_or_else(|_| json!({}));
+    answer["Id"] = json!(row.id);
+    answer["Key"] = json!(format!("{destination_bucket}/{}", row.name));
+    Ok(Json(answer))
+}
