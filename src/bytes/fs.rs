@@ -148,9 +148,29 @@ impl ByteStore for FsStore {
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;
         match fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(unavailable("deleting", e)),
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(unavailable("deleting", e)),
         }
+        // Never completed: a write that died (crash, lost lease) may have left its temporary
+        // file, named after the key.
+        let prefix = format!("{key}.");
+        let mut entries = fs::read_dir(self.root.join("tmp"))
+            .await
+            .map_err(|e| unavailable("listing temporary files", e))?;
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| unavailable("listing temporary files", e))?
+        {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                match fs::remove_file(entry.path()).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(unavailable("deleting a temporary file", e)),
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -237,6 +237,16 @@ impl TestDb {
         }
     }
 
+    /// The privileged URL (key/value form) for passing to a `pgstorage` process.
+    pub fn admin_url(&self) -> String {
+        config_to_url(&self.admin)
+    }
+
+    /// The request-role URL for passing to a `pgstorage` process.
+    pub fn request_url(&self) -> String {
+        config_to_url(&self.request)
+    }
+
     /// A superuser connection to this database.
     pub async fn admin_client(&self) -> tokio_postgres::Client {
         pgstorage::db::connect(&self.admin).await.unwrap()
@@ -266,6 +276,45 @@ impl TestDb {
     pub fn database(&self, pool_size: usize) -> Database {
         Database::new(self.admin.clone(), self.request.clone(), pool_size).unwrap()
     }
+}
+
+/// A libpq key/value string for a config (the parts the harness uses).
+fn config_to_url(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let mut parts = Vec::new();
+    if let Some(host) = config.get_hosts().first() {
+        match host {
+            Host::Tcp(name) => parts.push(format!("host={name}")),
+            Host::Unix(path) => parts.push(format!("host={}", path.display())),
+        }
+    }
+    if let Some(port) = config.get_ports().first() {
+        parts.push(format!("port={port}"));
+    }
+    if let Some(user) = config.get_user() {
+        parts.push(format!("user={user}"));
+    }
+    if let Some(password) = config.get_password() {
+        parts.push(format!("password={}", String::from_utf8_lossy(password)));
+    }
+    if let Some(dbname) = config.get_dbname() {
+        parts.push(format!("dbname={dbname}"));
+    }
+    parts.join(" ")
+}
+
+/// Counts regular files under `dir` (recursively); 0 when it does not exist.
+pub fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() { count_files(&path) } else { 1 }
+        })
+        .sum()
 }
 
 pub fn keys() -> JwtKeys {

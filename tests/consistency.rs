@@ -1,0 +1,302 @@
+//! The consistency invariants under concurrency and crashes (DESIGN §5).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{JWT_SECRET, TestDb, TestServer, count_files};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use reqwest::Method;
+use sha2::{Digest, Sha256};
+
+fn body_for(seed: u64, len: usize) -> Vec<u8> {
+    // A cheap deterministic pseudo-random body (xorshift), different for every seed.
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn sha256(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+#[tokio::test]
+async fn twenty_concurrent_uploads_of_one_new_key_have_one_winner() {
+    let server = TestServer::start().await;
+    server.create_bucket("race", false).await;
+    let key = server.service_key();
+    let uploads = (0..20u64).map(|i| {
+        let request = server
+            .request(Method::POST, "/object/race/same.bin", Some(&key))
+            .header("content-type", "application/octet-stream")
+            .body(body_for(i, 64 * 1024));
+        tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+    });
+    let mut statuses = Vec::new();
+    for upload in uploads {
+        statuses.push(upload.await.unwrap());
+    }
+    let won = statuses.iter().filter(|s| **s == 200).count();
+    let lost = statuses.iter().filter(|s| **s == 409).count();
+    assert_eq!((won, lost), (1, 19), "statuses: {statuses:?}");
+
+    // The losers' bytes were discarded: one file, nothing left in the journal.
+    let client = server.db.admin_client().await;
+    let journal: i64 = client
+        .query_one("select count(*) from storage.byte_journal", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(journal, 0);
+    assert_eq!(count_files(&server.fs_root.join("objects")), 1);
+    assert_eq!(count_files(&server.fs_root.join("tmp")), 0);
+}
+
+#[tokio::test]
+async fn readers_during_overwrites_see_a_whole_old_or_new_body() {
+    let server = TestServer::start().await;
+    server.create_bucket("hot", false).await;
+    let key = server.service_key();
+    const VERSIONS: u64 = 25;
+    const SIZE: usize = 256 * 1024;
+    let known: std::collections::HashSet<String> =
+        (0..VERSIONS).map(|i| sha256(&body_for(i, SIZE))).collect();
+    let put = |i: u64| {
+        server
+            .request(Method::PUT, "/object/hot/file.bin", Some(&key))
+            .header("content-type", "application/octet-stream")
+            .body(body_for(i, SIZE))
+            .send()
+    };
+    assert_eq!(put(0).await.unwrap().status(), 200);
+
+    let writer = {
+        let requests: Vec<_> = (1..VERSIONS).map(put).collect();
+        tokio::spawn(async move {
+            for request in requests {
+                assert_eq!(request.await.unwrap().status(), 200);
+            }
+        })
+    };
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let request = server.request(Method::GET, "/object/hot/file.bin", Some(&key));
+        let known = known.clone();
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while reads < 30 && Instant::now() < deadline {
+                let response = request.try_clone().unwrap().send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                let etag = response.headers()["etag"].to_str().unwrap().to_string();
+                let body = response.bytes().await.unwrap();
+                assert_eq!(body.len(), SIZE, "a partial body was served");
+                assert!(
+                    known.contains(&sha256(&body)),
+                    "a body that was never written"
+                );
+                // The headers describe the very bytes that were sent.
+                let md5 = format!(
+                    "\"{}\"",
+                    hex::encode(<md5::Md5 as md5::Digest>::digest(&body))
+                );
+                assert_eq!(etag, md5);
+                reads += 1;
+            }
+        }));
+    }
+    writer.await.unwrap();
+    for reader in readers {
+        reader.await.unwrap();
+    }
+}
+
+/// A `pgstorage serve` process over a test database, killed when dropped.
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    async fn start(db: &TestDb, fs_root: &std::path::Path, extra: &[&str]) -> Self {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_pgstorage"))
+            .arg("serve")
+            .args(["--database-url", &db.admin_url()])
+            .args(["--request-database-url", &db.request_url()])
+            .args(["--jwt-secret", JWT_SECRET])
+            .arg("--fs-root")
+            .arg(fs_root)
+            .args(["--port", &port.to_string()])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{url}/status")).await
+                && r.status() == 200
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, url }
+    }
+
+    fn kill9(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[tokio::test]
+async fn a_crash_mid_upload_leaves_no_row_and_gc_leaves_no_bytes() {
+    let db = TestDb::new().await;
+    let fs_root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("stores")
+        .join(&db.name);
+    let service = common::token("service_role", None);
+    let http = reqwest::Client::new();
+    let args = ["--upload-lease-seconds", "2", "--gc-interval-seconds", "0"];
+    let mut server = ServerProcess::start(&db, &fs_root, &args).await;
+
+    let create = http
+        .post(format!("{}/bucket", server.url))
+        .bearer_auth(&service)
+        .json(&serde_json::json!({"name": "crash"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), 200);
+    let kept = body_for(7, 300 * 1024);
+    let stored = http
+        .post(format!("{}/object/crash/kept.bin", server.url))
+        .bearer_auth(&service)
+        .body(kept.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+
+    // A large upload that sends 8 MiB and then hangs, as if the client were slow.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let upload = http
+        .post(format!("{}/object/crash/big.bin", server.url))
+        .bearer_auth(&service)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let upload = tokio::spawn(upload);
+    for i in 0..8 {
+        tx.send(Ok(Bytes::from(body_for(100 + i, 1024 * 1024))))
+            .await
+            .unwrap();
+    }
+    let admin = db.admin_client().await;
+    let staged = || async {
+        admin
+            .query_one(
+                "select count(*) from storage.byte_journal where state = 'staged'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while staged().await == 0 || count_files(&fs_root.join("tmp")) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never started writing"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    server.kill9();
+    // The client only sees its connection drop; what matters is what the server left.
+    drop(tx);
+    let _ = upload.await;
+
+    let rows: i64 = admin
+        .query_one(
+            "select count(*) from storage.objects where name = 'big.bin'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "a crashed upload must leave no row");
+    assert_eq!(
+        staged().await,
+        1,
+        "its key stays staged until the lease ends"
+    );
+
+    // Restarted, the committed object is intact.
+    let server = ServerProcess::start(&db, &fs_root, &args).await;
+    let got = http
+        .get(format!("{}/object/crash/kept.bin", server.url))
+        .bearer_auth(&service)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(sha256(&got.bytes().await.unwrap()), sha256(&kept));
+
+    // Once the lease has run out, `pgstorage gc` frees the partial bytes.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let gc = Command::new(env!("CARGO_BIN_EXE_pgstorage"))
+        .arg("gc")
+        .args(["--database-url", &db.admin_url()])
+        .arg("--fs-root")
+        .arg(&fs_root)
+        .args(["--gc-grace-seconds", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    assert_eq!(staged().await, 0);
+    assert_eq!(
+        count_files(&fs_root.join("tmp")),
+        0,
+        "partial bytes left behind"
+    );
+    assert_eq!(
+        count_files(&fs_root.join("objects")),
+        1,
+        "only the committed object's bytes remain"
+    );
+    let got = http
+        .get(format!("{}/object/crash/kept.bin", server.url))
+        .bearer_auth(&service)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sha256(&got.bytes().await.unwrap()), sha256(&kept));
+}
