@@ -12,7 +12,7 @@ use futures::StreamExt;
 use super::{Error, Storage};
 
 /// Advisory lock key of the collector ("pgs-gc").
-const GC_LOCK: i64 = 0x7067_732d_6763;
+pub const GC_LOCK: i64 = 0x7067_732d_6763;
 /// Keys freed per transaction.
 const BATCH: i64 = 500;
 /// Byte-store deletes in flight at once.
