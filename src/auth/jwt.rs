@@ -6,6 +6,17 @@ use serde_json::{Map, Value};
 
 use super::AuthError;
 
+/// The `alg` named by a token's header, if the header is readable.
+fn header_alg(token: &str) -> Option<String> {
+    use base64::Engine;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let header: Value = serde_json::from_slice(&bytes).ok()?;
+    header.get("alg")?.as_str().map(str::to_string)
+}
+
 /// HS256 keys for verifying request tokens and minting the server's own tokens.
 #[derive(Clone)]
 pub struct JwtKeys {
@@ -39,6 +50,15 @@ impl JwtKeys {
 
     /// Verifies signature and time claims and returns the claims object.
     pub fn verify(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
+        // jsonwebtoken cannot parse a header naming an algorithm it does not know (`none`) and
+        // would report it as bad JSON; name the real reason.
+        if let Some(alg) = header_alg(token)
+            && alg != "HS256"
+        {
+            return Err(AuthError::InvalidToken(format!(
+                "algorithm '{alg}' not allowed (only HS256)"
+            )));
+        }
         match jsonwebtoken::decode::<Value>(token, &self.decoding, &self.validation) {
             Ok(data) => match data.claims {
                 Value::Object(claims) => Ok(claims),
