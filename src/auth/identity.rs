@@ -84,7 +84,7 @@ impl Authenticator {
     }
 
     fn allow(&self, identity: Identity) -> Result<Identity, AuthError> {
-        if self.allowed_roles.iter().any(|r| *r == identity.role) {
+        if self.allowed_roles.contains(&identity.role) {
             Ok(identity)
         } else {
             Err(AuthError::ForbiddenRole(identity.role))
