@@ -543,10 +543,13 @@ impl Storage {
             )
             .await
         } else {
+            // No RETURNING: it would check the new row against SELECT policies as well, and an
+            // INSERT policy alone must be enough to upload (as the probe found it was).
+            let id = Uuid::new_v4();
             tx.query_and_commit(
                 "insert into storage.objects \
-                     (bucket_id, name, owner_id, version, metadata, user_metadata) \
-                 values ($1, $2, $3, $4, $5, $6) returning id",
+                     (id, bucket_id, name, owner_id, version, metadata, user_metadata) \
+                 values ($7, $1, $2, $3, $4, $5, $6)",
                 &[
                     &write.bucket,
                     &write.name,
@@ -554,9 +557,12 @@ impl Storage {
                     &key,
                     metadata,
                     &write.user_metadata,
+                    &id,
                 ],
             )
             .await
+            .map_err(write_error)?;
+            return Ok(id);
         };
         let rows = rows.map_err(write_error)?;
         match rows.first() {
