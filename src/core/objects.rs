@@ -412,8 +412,9 @@ impl Storage {
             return Err(store_error(error));
         }
         let mut metadata = source.metadata.clone().unwrap_or_else(|| json!({}));
-        metadata["lastModified"] = json!(iso(Utc::now()));
-        match self
+        let now = Utc::now();
+        metadata["lastModified"] = json!(iso(now));
+        let id = match self
             .commit_write(
                 caller,
                 Operation::Copy,
@@ -424,19 +425,28 @@ impl Storage {
             )
             .await
         {
-            Ok(_) => {}
+            Ok(id) => id,
             Err(error) => {
                 self.discard(&key).await;
                 return Err(error);
             }
-        }
-        self.object(
-            caller,
-            Operation::Copy,
-            &copy.destination_bucket,
-            &copy.destination,
-        )
-        .await
+        };
+        // Answer from what was written: reading the row back would need a SELECT policy on the
+        // destination, which a copy does not require.
+        let owner = write.owner.clone().unwrap_or_default();
+        Ok(ObjectRow {
+            id,
+            bucket_id: copy.destination_bucket.clone(),
+            name: copy.destination.clone(),
+            owner: owner.clone(),
+            owner_id: owner,
+            version: Some(key),
+            metadata: Some(metadata),
+            user_metadata: write.user_metadata,
+            created_at: Some(now),
+            updated_at: Some(now),
+            last_accessed_at: Some(now),
+        })
     }
 
     fn effective_limit(&self, target: &Target) -> u64 {
