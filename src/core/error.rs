@@ -54,7 +54,15 @@ impl From<DbError> for Error {
                 DbError::Postgres(e) if e.is_closed() => {
                     Error::Unavailable("database connection lost".into())
                 }
-                DbError::Postgres(e) => Error::Unavailable(format!("database unavailable: {e}")),
+                // Network trouble is worth a retry; anything else without a SQLSTATE (a value
+                // that could not be encoded or decoded) is our own bug.
+                DbError::Postgres(e)
+                    if std::error::Error::source(&e)
+                        .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()) =>
+                {
+                    Error::Unavailable(format!("database unavailable: {e}"))
+                }
+                DbError::Postgres(e) => Error::Internal(anyhow::Error::new(e)),
             };
         };
         let message = error

@@ -5,6 +5,7 @@
 pub mod buckets;
 mod error;
 pub mod gc;
+pub mod listing;
 mod meter;
 pub mod names;
 pub mod objects;

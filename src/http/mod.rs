@@ -7,6 +7,7 @@ mod error;
 mod health;
 mod identity;
 mod json;
+mod listing;
 mod objects;
 mod upload_body;
 
@@ -40,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::routes())
         .merge(buckets::routes())
         .merge(objects::routes())
+        .merge(listing::routes())
         .with_state(state);
     Router::new()
         .nest("/storage/v1", api.clone())
