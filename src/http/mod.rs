@@ -8,6 +8,7 @@ mod health;
 mod identity;
 mod json;
 mod objects;
+mod signed;
 mod upload_body;
 
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::routes())
         .merge(buckets::routes())
         .merge(objects::routes())
+        .merge(signed::routes())
         .with_state(state);
     Router::new()
         .nest("/storage/v1", api.clone())
