@@ -74,7 +74,10 @@ pub enum SignedUrlError {
     WrongObject,
     /// A genuine token for this object, with the other scope.
     #[error("the token is scoped for {found}, not {expected}")]
-    WrongScope { expected: &'static str, found: String },
+    WrongScope {
+        expected: &'static str,
+        found: String,
+    },
 }
 
 fn url_claim(bucket: &str, name: &str) -> String {
@@ -250,7 +253,9 @@ mod tests {
     #[test]
     fn api_tokens_missing_and_expired_tokens_are_refused() {
         let k = keys();
-        let api = k.mint("service_role", None, Some(HOUR), Map::new()).unwrap();
+        let api = k
+            .mint("service_role", None, Some(HOUR), Map::new())
+            .unwrap();
         assert!(matches!(
             verify(&k, Some(&api), "b", "x", Scope::Download),
             Err(SignedUrlError::Invalid(m)) if m.contains("not a signed-URL token")

@@ -122,8 +122,8 @@ async fn sign_one(
         .storage
         .authorize_sign(&caller, &bucket, &name)
         .await?;
-    let token = signed_url::sign_download(state.auth.keys(), &bucket, &name, expires)
-        .map_err(internal)?;
+    let token =
+        signed_url::sign_download(state.auth.keys(), &bucket, &name, expires).map_err(internal)?;
     Ok(Json(json!({
         "signedURL": format!("/object/sign/{bucket}/{name}?token={token}"),
     })))
