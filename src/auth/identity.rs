@@ -65,12 +65,18 @@ impl Authenticator {
     }
 
     /// No token means `anon`. A verified token without a `role` claim is `anon` too (as in
-    /// PostgREST); a role outside the allow-list is refused, never assumed.
+    /// PostgREST); a role outside the allow-list is refused, never assumed. A signed-URL token
+    /// (its `aud`) is refused: it grants one object, never an identity.
     pub fn identify(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         let Some(token) = token else {
             return self.allow(Identity::anon());
         };
         let claims = self.keys.verify(token)?;
+        if super::signed_url::is_signed_url_token(&claims) {
+            return Err(AuthError::InvalidToken(
+                "a signed-URL token is not an API credential".into(),
+            ));
+        }
         let role = match claims.get("role") {
             None | Some(Value::Null) => Identity::ANON.to_string(),
             Some(Value::String(role)) => role.clone(),
@@ -127,6 +133,22 @@ mod tests {
         assert!(matches!(
             a.identify(Some(&token)),
             Err(AuthError::ForbiddenRole(r)) if r == "postgres"
+        ));
+    }
+
+    #[test]
+    fn signed_url_tokens_are_not_credentials() {
+        let a = auth();
+        let token = crate::auth::signed_url::sign_download(
+            a.keys(),
+            "bucket",
+            "a.txt",
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(matches!(
+            a.identify(Some(&token)),
+            Err(AuthError::InvalidToken(m)) if m.contains("signed-URL")
         ));
     }
 

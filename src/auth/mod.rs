@@ -3,6 +3,7 @@
 mod identity;
 mod jwt;
 pub mod secret;
+pub mod signed_url;
 
 pub use identity::{Authenticator, Identity};
 pub use jwt::JwtKeys;

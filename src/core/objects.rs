@@ -105,6 +105,9 @@ pub struct Upload {
     pub user_metadata: Option<Value>,
     /// Replace an existing object instead of answering 409.
     pub upsert: bool,
+    /// The new row's `owner_id` when it is not the caller's `sub` (an upload through a signed
+    /// URL belongs to its signer); `None`: the caller's.
+    pub owner: Option<String>,
 }
 
 /// Where a write landed.
@@ -133,10 +136,10 @@ pub const MAX_BULK_DELETE: usize = 1000;
 
 /// What the server knows about a write's target, read with privilege (a bucket's limits apply
 /// whatever the caller may see of it).
-struct Target {
+pub(super) struct Target {
     file_size_limit: Option<i64>,
     allowed_mime_types: Option<Vec<String>>,
-    exists: bool,
+    pub(super) exists: bool,
 }
 
 /// The type without parameters (`text/plain;charset=utf-8` -> `text/plain`), lowercased.
@@ -208,7 +211,7 @@ impl Storage {
         let write = RowWrite {
             bucket: &upload.bucket,
             name: &upload.name,
-            owner: caller.owner(),
+            owner: upload.owner.clone().or_else(|| caller.owner()),
             user_metadata: upload.user_metadata.clone(),
         };
         self.check_write(caller, operation, &write, overwrite)
@@ -457,7 +460,7 @@ impl Storage {
         bucket.min(self.limits.max_file_size)
     }
 
-    async fn write_target(&self, bucket: &str, name: &str) -> Result<Target, Error> {
+    pub(super) async fn write_target(&self, bucket: &str, name: &str) -> Result<Target, Error> {
         let conn = self.db.admin().await?;
         let statement = conn
             .prepare_cached(
@@ -479,7 +482,7 @@ impl Storage {
     }
 
     /// Evaluates the caller's policies on the row about to be written, then rolls back.
-    async fn check_write(
+    pub(super) async fn check_write(
         &self,
         caller: &Caller,
         operation: Operation,
@@ -652,11 +655,11 @@ impl Storage {
 }
 
 /// The row fields a write sets, whatever the operation.
-struct RowWrite<'a> {
-    bucket: &'a str,
-    name: &'a str,
-    owner: Option<String>,
-    user_metadata: Option<Value>,
+pub(super) struct RowWrite<'a> {
+    pub(super) bucket: &'a str,
+    pub(super) name: &'a str,
+    pub(super) owner: Option<String>,
+    pub(super) user_metadata: Option<Value>,
 }
 
 fn metadata_json(measured: &Measured, mimetype: &str, cache_control: &str) -> Value {

@@ -68,7 +68,7 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 }
 
 /// Headers as a JSON object for `request.headers`, without credentials.
-fn headers_json(headers: &HeaderMap) -> String {
+pub(super) fn headers_json(headers: &HeaderMap) -> String {
     let mut map = serde_json::Map::new();
     for (name, value) in headers {
         if matches!(name.as_str(), "authorization" | "apikey" | "cookie") {

@@ -9,6 +9,7 @@ mod identity;
 mod json;
 mod listing;
 mod objects;
+mod signed;
 mod upload_body;
 
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub fn app(state: AppState) -> Router {
         .merge(buckets::routes())
         .merge(objects::routes())
         .merge(listing::routes())
+        .merge(signed::routes())
         .with_state(state);
     Router::new()
         .nest("/storage/v1", api.clone())

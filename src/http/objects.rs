@@ -50,7 +50,7 @@ pub fn routes() -> Router<AppState> {
         .route("/object/{bucket}", delete(delete_many))
 }
 
-fn upsert_header(headers: &HeaderMap) -> bool {
+pub(super) fn upsert_header(headers: &HeaderMap) -> bool {
     headers
         .get("x-upsert")
         .and_then(|v| v.to_str().ok())
@@ -101,6 +101,7 @@ async fn upload(
                 cache_control: parsed.cache_control,
                 user_metadata: parsed.user_metadata,
                 upsert,
+                owner: None,
             },
         )
         .await?;
@@ -187,7 +188,7 @@ fn object_headers(row: &ObjectRow) -> (HeaderMap, Option<String>, Option<SystemT
     (headers, meta.e_tag, modified)
 }
 
-async fn serve_object(
+pub(super) async fn serve_object(
     state: &AppState,
     caller: &Caller,
     bucket: &str,

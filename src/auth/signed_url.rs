@@ -1,0 +1,297 @@
+//! Signed-URL tokens: short-lived HS256 JWTs, signed with the server's secret, that carry the
+//! right to download or upload exactly one object.
+//!
+//! Claims: `url` (`<bucket>/<name>`), `scope` (`download` | `upload`), `aud`
+//! ([`SIGNED_URL_AUDIENCE`]), `iss`, `iat`, `exp`; upload tokens add `upsert`, and `owner` /
+//! `signer_role` (the signer's `sub` and role) when the signer had them. The audience keeps these
+//! tokens apart from API credentials: [`super::Authenticator::identify`] refuses them, and
+//! [`verify`] refuses anything else. They deliberately carry no `role` or `sub` claim either, so
+//! another service sharing the JWT secret (PostgREST, say) that ignores `aud` still cannot take a
+//! signed URL's token for the signer's credentials.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use super::{AuthError, JwtKeys};
+
+/// The `aud` claim of every signed-URL token, and of no API credential.
+pub const SIGNED_URL_AUDIENCE: &str = "pgstorage:signed-url";
+
+/// How long a signed upload URL stays valid (Supabase's hosted default: 2 hours).
+pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// The longest `expiresIn` accepted for a signed download URL (100 years).
+pub const MAX_EXPIRES_IN: u64 = 100 * 365 * 24 * 60 * 60;
+
+/// What a token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Download,
+    Upload,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Download => "download",
+            Scope::Upload => "upload",
+        }
+    }
+}
+
+/// The rights of a signed upload, as the signer had them when signing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadGrant {
+    /// The signer's `sub`: the new row's `owner_id`.
+    pub owner: Option<String>,
+    /// The signer's role, for the record (the upload itself runs with privilege).
+    pub role: Option<String>,
+    /// Whether the upload may replace an existing object.
+    pub upsert: bool,
+}
+
+/// A verified token, checked against the object it was presented for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedToken {
+    pub scope: Scope,
+    /// `Some` for upload tokens.
+    pub upload: Option<UploadGrant>,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// Why a signed URL was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SignedUrlError {
+    #[error("the signed URL has no token query parameter")]
+    Missing,
+    /// Malformed, signed with another key, expired, or not a signed-URL token at all.
+    #[error("invalid signed URL token: {0}")]
+    Invalid(String),
+    /// A genuine token, presented for another bucket or object.
+    #[error("the token is not valid for this object")]
+    WrongObject,
+    /// A genuine token for this object, with the other scope.
+    #[error("the token is scoped for {found}, not {expected}")]
+    WrongScope {
+        expected: &'static str,
+        found: String,
+    },
+}
+
+fn url_claim(bucket: &str, name: &str) -> String {
+    format!("{bucket}/{name}")
+}
+
+fn base_claims(bucket: &str, name: &str, scope: Scope) -> Map<String, Value> {
+    let mut claims = Map::new();
+    claims.insert("url".into(), url_claim(bucket, name).into());
+    claims.insert("scope".into(), scope.as_str().into());
+    claims.insert("aud".into(), SIGNED_URL_AUDIENCE.into());
+    claims.insert("iss".into(), "pgstorage".into());
+    claims
+}
+
+/// A token to download `bucket/name` for `expires_in`.
+pub fn sign_download(
+    keys: &JwtKeys,
+    bucket: &str,
+    name: &str,
+    expires_in: Duration,
+) -> anyhow::Result<String> {
+    keys.sign(base_claims(bucket, name, Scope::Download), Some(expires_in))
+}
+
+/// A token to upload `bucket/name` once (or, with `upsert`, to replace it) for `expires_in`.
+pub fn sign_upload(
+    keys: &JwtKeys,
+    bucket: &str,
+    name: &str,
+    grant: &UploadGrant,
+    expires_in: Duration,
+) -> anyhow::Result<String> {
+    let mut claims = base_claims(bucket, name, Scope::Upload);
+    claims.insert("upsert".into(), grant.upsert.into());
+    if let Some(owner) = &grant.owner {
+        claims.insert("owner".into(), owner.clone().into());
+    }
+    if let Some(role) = &grant.role {
+        claims.insert("signer_role".into(), role.clone().into());
+    }
+    keys.sign(claims, Some(expires_in))
+}
+
+/// True when `claims` carry the signed-URL audience (as a string or in an array).
+pub fn is_signed_url_token(claims: &Map<String, Value>) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => aud == SIGNED_URL_AUDIENCE,
+        Some(Value::Array(auds)) => auds.iter().any(|a| a == SIGNED_URL_AUDIENCE),
+        _ => false,
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Verifies `token` for `scope` on `bucket/name`. Checks, in order: signature and format,
+/// audience, expiry (strict, without the leeway API tokens get), object, scope.
+pub fn verify(
+    keys: &JwtKeys,
+    token: Option<&str>,
+    bucket: &str,
+    name: &str,
+    scope: Scope,
+) -> Result<SignedToken, SignedUrlError> {
+    let token = token
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(SignedUrlError::Missing)?;
+    let claims = keys.verify(token).map_err(|error| match error {
+        AuthError::InvalidToken(reason) => SignedUrlError::Invalid(reason),
+        other => SignedUrlError::Invalid(other.to_string()),
+    })?;
+    if !is_signed_url_token(&claims) {
+        return Err(SignedUrlError::Invalid(
+            "not a signed-URL token (an API key or session token cannot sign a URL)".into(),
+        ));
+    }
+    let expires_at = claims
+        .get("exp")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| SignedUrlError::Invalid("the token has no expiry".into()))?;
+    if expires_at <= now() {
+        return Err(SignedUrlError::Invalid("token has expired".into()));
+    }
+    if claims.get("url").and_then(Value::as_str) != Some(url_claim(bucket, name).as_str()) {
+        return Err(SignedUrlError::WrongObject);
+    }
+    let found = claims.get("scope").and_then(Value::as_str).unwrap_or("");
+    if found != scope.as_str() {
+        return Err(SignedUrlError::WrongScope {
+            expected: scope.as_str(),
+            found: if found.is_empty() {
+                "nothing".into()
+            } else {
+                found.to_string()
+            },
+        });
+    }
+    let upload = (scope == Scope::Upload).then(|| UploadGrant {
+        owner: claims
+            .get("owner")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        role: claims
+            .get("signer_role")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        upsert: claims
+            .get("upsert")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    });
+    Ok(SignedToken {
+        scope,
+        upload,
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::new(b"unit-test-secret-unit-test-secret")
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_download_token_verifies_for_its_object_only() {
+        let k = keys();
+        let token = sign_download(&k, "b", "a/c.txt", HOUR).unwrap();
+        let ok = verify(&k, Some(&token), "b", "a/c.txt", Scope::Download).unwrap();
+        assert_eq!(ok.scope, Scope::Download);
+        assert!(ok.upload.is_none());
+        assert!(matches!(
+            verify(&k, Some(&token), "b", "a/d.txt", Scope::Download),
+            Err(SignedUrlError::WrongObject)
+        ));
+        assert!(matches!(
+            verify(&k, Some(&token), "other", "a/c.txt", Scope::Download),
+            Err(SignedUrlError::WrongObject)
+        ));
+        assert!(matches!(
+            verify(&k, Some(&token), "b", "a/c.txt", Scope::Upload),
+            Err(SignedUrlError::WrongScope { expected: "upload", found }) if found == "download"
+        ));
+    }
+
+    #[test]
+    fn an_upload_token_carries_its_grant() {
+        let k = keys();
+        let grant = UploadGrant {
+            owner: Some("u1".into()),
+            role: Some("authenticated".into()),
+            upsert: true,
+        };
+        let token = sign_upload(&k, "b", "u1/x", &grant, HOUR).unwrap();
+        let ok = verify(&k, Some(&token), "b", "u1/x", Scope::Upload).unwrap();
+        assert_eq!(ok.upload, Some(grant));
+        assert!(matches!(
+            verify(&k, Some(&token), "b", "u1/x", Scope::Download),
+            Err(SignedUrlError::WrongScope { .. })
+        ));
+    }
+
+    #[test]
+    fn api_tokens_missing_and_expired_tokens_are_refused() {
+        let k = keys();
+        let api = k
+            .mint("service_role", None, Some(HOUR), Map::new())
+            .unwrap();
+        assert!(matches!(
+            verify(&k, Some(&api), "b", "x", Scope::Download),
+            Err(SignedUrlError::Invalid(m)) if m.contains("not a signed-URL token")
+        ));
+        assert!(matches!(
+            verify(&k, None, "b", "x", Scope::Download),
+            Err(SignedUrlError::Missing)
+        ));
+        assert!(matches!(
+            verify(&k, Some(""), "b", "x", Scope::Download),
+            Err(SignedUrlError::Missing)
+        ));
+        // Expired a second ago: inside the API tokens' leeway, but a signed URL gets none.
+        let mut claims = base_claims("b", "x", Scope::Download);
+        claims.insert("exp".into(), (now() - 1).into());
+        let expired = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &Value::Object(claims),
+            &jsonwebtoken::EncodingKey::from_secret(b"unit-test-secret-unit-test-secret"),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify(&k, Some(&expired), "b", "x", Scope::Download),
+            Err(SignedUrlError::Invalid(m)) if m.contains("expired")
+        ));
+    }
+
+    #[test]
+    fn the_audience_is_recognised_as_string_or_array() {
+        let mut claims = Map::new();
+        assert!(!is_signed_url_token(&claims));
+        claims.insert("aud".into(), SIGNED_URL_AUDIENCE.into());
+        assert!(is_signed_url_token(&claims));
+        claims.insert("aud".into(), serde_json::json!(["x", SIGNED_URL_AUDIENCE]));
+        assert!(is_signed_url_token(&claims));
+        claims.insert("aud".into(), "authenticated".into());
+        assert!(!is_signed_url_token(&claims));
+    }
+}

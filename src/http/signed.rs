@@ -1,0 +1,260 @@
+//! Signed URLs: `/object/sign/...` (download) and `/object/upload/sign/...` (upload).
+//!
+//! Signing runs as the caller, under Row Level Security (operations `storage.sign` and
+//! `storage.sign_upload`); the token then carries that decision, so using a signed URL needs no
+//! credentials and runs with privilege — but only on the one object, for the one scope, until
+//! the token expires. URLs in answers are relative, already carry `?token=`, and leave the path
+//! unencoded, as Supabase's clients expect.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::identity::headers_json;
+use super::json::JsonBody;
+use super::objects::{serve_object, upsert_header};
+use super::upload_body;
+use super::{ApiError, AppState, CallerExt};
+use crate::auth::Identity;
+use crate::auth::signed_url::{
+    self, MAX_EXPIRES_IN, Scope, SignedToken, SignedUrlError, UPLOAD_URL_LIFETIME, UploadGrant,
+};
+use crate::core::objects::Upload;
+use crate::core::{Caller, Error};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/object/sign/{bucket}/{*path}",
+            post(sign_one).get(signed_download),
+        )
+        .route("/object/sign/{bucket}", post(sign_many))
+        .route(
+            "/object/upload/sign/{bucket}/{*path}",
+            post(sign_upload).put(signed_upload),
+        )
+}
+
+impl From<SignedUrlError> for ApiError {
+    fn from(error: SignedUrlError) -> Self {
+        let code = match error {
+            SignedUrlError::Missing | SignedUrlError::Invalid(_) => "InvalidJWT",
+            SignedUrlError::WrongObject | SignedUrlError::WrongScope { .. } => "InvalidSignature",
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, code, error.to_string())
+    }
+}
+
+fn internal(error: anyhow::Error) -> ApiError {
+    ApiError::from(Error::Internal(error))
+}
+
+/// `expiresIn`: whole seconds, as a number or a numeric string (storage3 sends a string).
+fn expires_in(value: Option<&Value>) -> Result<Duration, ApiError> {
+    let seconds = match value {
+        Some(Value::Number(n)) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_EXPIRES_IN as f64)
+                .map(|f| f as u64)
+        }),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match seconds {
+        Some(s) if (1..=MAX_EXPIRES_IN).contains(&s) => Ok(Duration::from_secs(s)),
+        _ => Err(ApiError::bad_request(format!(
+            "expiresIn must be a whole number of seconds from 1 to {MAX_EXPIRES_IN}, got {}",
+            value.map_or_else(|| "nothing".to_string(), Value::to_string)
+        ))),
+    }
+}
+
+/// The caller a signed URL's use runs as: the server itself (the signer's policies were checked
+/// when signing), with the request's facts.
+fn privileged_caller(method: &Method, uri: &Uri, headers: &HeaderMap) -> Caller {
+    Caller {
+        identity: Identity::service(),
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        headers: headers_json(headers),
+    }
+}
+
+fn verify(
+    state: &AppState,
+    query: &HashMap<String, String>,
+    bucket: &str,
+    name: &str,
+    scope: Scope,
+) -> Result<SignedToken, ApiError> {
+    Ok(signed_url::verify(
+        state.auth.keys(),
+        query.get("token").map(String::as_str),
+        bucket,
+        name,
+        scope,
+    )?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignOne {
+    expires_in: Option<Value>,
+}
+
+async fn sign_one(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path((bucket, name)): Path<(String, String)>,
+    JsonBody(body): JsonBody<SignOne>,
+) -> Result<Json<Value>, ApiError> {
+    let expires = expires_in(body.expires_in.as_ref())?;
+    state
+        .storage
+        .authorize_sign(&caller, &bucket, &name)
+        .await?;
+    let token =
+        signed_url::sign_download(state.auth.keys(), &bucket, &name, expires).map_err(internal)?;
+    Ok(Json(json!({
+        "signedURL": format!("/object/sign/{bucket}/{name}?token={token}"),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignMany {
+    expires_in: Option<Value>,
+    paths: Vec<String>,
+}
+
+/// Batch signing: one entry per requested path, in order; a path the caller may not sign gets an
+/// error entry rather than failing the batch.
+async fn sign_many(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path(bucket): Path<String>,
+    JsonBody(body): JsonBody<SignMany>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let expires = expires_in(body.expires_in.as_ref())?;
+    let allowed = state
+        .storage
+        .authorize_sign_many(&caller, &bucket, &body.paths)
+        .await?;
+    let mut answer = Vec::with_capacity(body.paths.len());
+    for (name, allowed) in body.paths.iter().zip(allowed) {
+        answer.push(if allowed {
+            let token = signed_url::sign_download(state.auth.keys(), &bucket, name, expires)
+                .map_err(internal)?;
+            json!({
+                "error": null,
+                "path": name,
+                "signedURL": format!("/object/sign/{bucket}/{name}?token={token}"),
+            })
+        } else {
+            json!({
+                "error": "Either the object does not exist or you do not have access to it",
+                "path": name,
+                "signedURL": null,
+            })
+        });
+    }
+    Ok(Json(answer))
+}
+
+/// GET with a download token: served exactly as a normal download (headers, Range,
+/// conditional requests, `?download=`), the row read with privilege.
+async fn signed_download(
+    State(state): State<AppState>,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    verify(&state, &query, &bucket, &name, Scope::Download)?;
+    let caller = privileged_caller(&method, &uri, &headers);
+    serve_object(&state, &caller, &bucket, &name, &query, &headers).await
+}
+
+/// Signs an upload URL for the caller, valid for [`UPLOAD_URL_LIFETIME`]. Takes no body
+/// (storage3 sends none, storage-js sends `{}`); `x-upsert: true` makes an upsert token.
+async fn sign_upload(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path((bucket, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let upsert = upsert_header(&headers);
+    state
+        .storage
+        .authorize_sign_upload(&caller, &bucket, &name, upsert)
+        .await?;
+    let grant = UploadGrant {
+        owner: caller.owner(),
+        role: Some(caller.identity.role.clone()),
+        upsert,
+    };
+    let token = signed_url::sign_upload(
+        state.auth.keys(),
+        &bucket,
+        &name,
+        &grant,
+        UPLOAD_URL_LIFETIME,
+    )
+    .map_err(internal)?;
+    Ok(Json(json!({
+        "url": format!("/object/upload/sign/{bucket}/{name}?token={token}"),
+        "token": token,
+    })))
+}
+
+/// PUT with an upload token: the full upload protocol, owned by the signer, with the token's
+/// upsert (the request's `x-upsert` is ignored). No Authorization header is needed.
+async fn signed_upload(
+    State(state): State<AppState>,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let token = verify(&state, &query, &bucket, &name, Scope::Upload)?;
+    let grant = token.upload.unwrap_or(UploadGrant {
+        owner: None,
+        role: None,
+        upsert: false,
+    });
+    let parsed = upload_body::parse(&headers, body).await?;
+    let caller = privileged_caller(&method, &uri, &headers);
+    let stored = state
+        .storage
+        .upload(
+            &caller,
+            Upload {
+                bucket,
+                name,
+                body: parsed.body,
+                declared_length: parsed.declared_length,
+                content_type: parsed.content_type,
+                cache_control: parsed.cache_control,
+                user_metadata: parsed.user_metadata,
+                upsert: grant.upsert,
+                owner: grant.owner,
+            },
+        )
+        .await?;
+    Ok(Json(json!({
+        "Id": stored.id,
+        "Key": format!("{}/{}", stored.bucket, stored.name),
+    })))
+}
