@@ -99,6 +99,15 @@ impl Connected {
         }
         if connected.cluster.is_some() {
             migrate::ensure_request_role(&client, embedded::REQUEST_ROLE, api_roles).await?;
+        } else if let Some(user) = connected.request.get_user()
+            && Some(user) != connected.admin.get_user()
+            && let Err(error) = migrate::grant_server_role(&client, user).await
+        {
+            tracing::warn!(
+                "{error:#}: the postgres byte store will refuse writes until the request role \
+                 is a member of {}",
+                migrate::SERVER_ROLE
+            );
         }
         Ok(connected)
     }

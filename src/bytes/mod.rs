@@ -6,6 +6,7 @@
 //! and bytes under a key are immutable: a key is written once and only ever deleted after that.
 
 mod fs;
+pub mod postgres;
 
 use std::io;
 
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub use fs::FsStore;
+pub use postgres::PgStore;
 
 /// Bytes flowing in or out of a store.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
@@ -53,6 +55,12 @@ pub enum StoreError {
 pub trait ByteStore: Send + Sync + 'static {
     /// A short name for logs (`fs`, `postgres`, `s3`).
     fn name(&self) -> &'static str;
+
+    /// True for the store whose bytes live in the database itself: the core then writes them
+    /// inside the row's own transaction instead of staging them through the journal.
+    fn in_database(&self) -> bool {
+        false
+    }
 
     /// Writes `body` under `key`. Returns only once every byte is durable; on error nothing is
     /// left under `key`. Never holds the whole body in memory.

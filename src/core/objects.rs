@@ -24,7 +24,11 @@ use uuid::Uuid;
 use super::meter::{self, Measured};
 use super::names::validate_object_name;
 use super::{Caller, Error, Operation, Storage};
+use futures::StreamExt;
+
+use crate::bytes::postgres::Rechunker;
 use crate::bytes::{ByteRange, ByteStream, StoreError, new_key};
+use crate::db::Tx;
 
 /// The server-written part of an object's row (`storage.objects.metadata`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -214,6 +218,33 @@ impl Storage {
             owner: upload.owner.clone().or_else(|| caller.owner()),
             user_metadata: upload.user_metadata.clone(),
         };
+        if self.bytes.in_database() {
+            let (body, meter) = meter::metered(upload.body, limit);
+            let id = self
+                .upload_in_database(
+                    caller,
+                    operation,
+                    &write,
+                    overwrite,
+                    body,
+                    &meter,
+                    &mimetype,
+                    &cache_control,
+                )
+                .await
+                .map_err(|e| {
+                    if meter::exceeded(&meter) {
+                        too_large()
+                    } else {
+                        e
+                    }
+                })?;
+            return Ok(Stored {
+                id,
+                bucket: upload.bucket,
+                name: upload.name,
+            });
+        }
         self.check_write(caller, operation, &write, overwrite)
             .await?;
 
@@ -406,32 +437,37 @@ impl Storage {
             owner: caller.owner(),
             user_metadata,
         };
-        self.check_write(caller, Operation::Copy, &write, target.exists)
-            .await?;
-        let key = new_key();
-        self.stage(&key).await?;
-        if let Err(error) = self.bytes.copy(&source_key, &key).await {
-            self.discard(&key).await;
-            return Err(store_error(error));
-        }
         let mut metadata = source.metadata.clone().unwrap_or_else(|| json!({}));
         let now = Utc::now();
         metadata["lastModified"] = json!(iso(now));
-        let id = match self
-            .commit_write(
-                caller,
-                Operation::Copy,
-                &write,
-                &key,
-                &metadata,
-                target.exists,
-            )
-            .await
-        {
-            Ok(id) => id,
-            Err(error) => {
+        let (id, key) = if self.bytes.in_database() {
+            self.copy_in_database(caller, &write, &source_key, &metadata, target.exists)
+                .await?
+        } else {
+            self.check_write(caller, Operation::Copy, &write, target.exists)
+                .await?;
+            let key = new_key();
+            self.stage(&key).await?;
+            if let Err(error) = self.bytes.copy(&source_key, &key).await {
                 self.discard(&key).await;
-                return Err(error);
+                return Err(store_error(error));
+            }
+            match self
+                .commit_write(
+                    caller,
+                    Operation::Copy,
+                    &write,
+                    &key,
+                    &metadata,
+                    target.exists,
+                )
+                .await
+            {
+                Ok(id) => (id, key),
+                Err(error) => {
+                    self.discard(&key).await;
+                    return Err(error);
+                }
             }
         };
         // Answer from what was written: reading the row back would need a SELECT policy on the
@@ -490,46 +526,11 @@ impl Storage {
         overwrite: bool,
     ) -> Result<(), Error> {
         let tx = self.begin(caller, operation).await?;
-        let placeholder = json!({});
-        if overwrite {
-            let updated = tx
-                .execute(
-                    "update storage.objects set owner_id = $3, metadata = $4, user_metadata = $5 \
-                     where bucket_id = $1 and name = $2",
-                    &[
-                        &write.bucket,
-                        &write.name,
-                        &write.owner,
-                        &placeholder,
-                        &write.user_metadata,
-                    ],
-                )
-                .await
-                .map_err(write_error)?;
-            if updated == 0 {
-                return Err(Error::Forbidden(
-                    "the object exists and may not be overwritten by this role".into(),
-                ));
-            }
-        } else {
-            tx.execute(
-                "insert into storage.objects (bucket_id, name, owner_id, metadata, user_metadata) \
-                 values ($1, $2, $3, $4, $5)",
-                &[
-                    &write.bucket,
-                    &write.name,
-                    &write.owner,
-                    &placeholder,
-                    &write.user_metadata,
-                ],
-            )
-            .await
-            .map_err(write_error)?;
-        }
+        probe_write(&tx, write, overwrite).await
         // Dropping the transaction rolls the probe back.
-        Ok(())
     }
 
+    /// Writes the row pointing at `key` and commits, in one round trip.
     async fn commit_write(
         &self,
         caller: &Caller,
@@ -540,50 +541,88 @@ impl Storage {
         overwrite: bool,
     ) -> Result<Uuid, Error> {
         let tx = self.begin(caller, operation).await?;
-        let rows = if overwrite {
-            tx.query_and_commit(
-                "update storage.objects set owner_id = $3, version = $4, metadata = $5, \
-                     user_metadata = $6, last_accessed_at = now() \
-                 where bucket_id = $1 and name = $2 returning id",
-                &[
-                    &write.bucket,
-                    &write.name,
-                    &write.owner,
-                    &key,
-                    metadata,
-                    &write.user_metadata,
-                ],
-            )
-            .await
-        } else {
-            // No RETURNING: it would check the new row against SELECT policies as well, and an
-            // INSERT policy alone must be enough to upload (as the probe found it was).
-            let id = Uuid::new_v4();
-            tx.query_and_commit(
-                "insert into storage.objects \
-                     (id, bucket_id, name, owner_id, version, metadata, user_metadata) \
-                 values ($7, $1, $2, $3, $4, $5, $6)",
-                &[
-                    &write.bucket,
-                    &write.name,
-                    &write.owner,
-                    &key,
-                    metadata,
-                    &write.user_metadata,
-                    &id,
-                ],
-            )
+        let id = Uuid::new_v4();
+        let rows = tx
+            .query_and_commit(row_sql(overwrite), &row_params(write, &key, metadata, &id))
             .await
             .map_err(write_error)?;
-            return Ok(id);
-        };
-        let rows = rows.map_err(write_error)?;
-        match rows.first() {
-            Some(row) => Ok(row.get(0)),
-            None => Err(Error::Conflict(
-                "the object was deleted or changed while uploading; retry".into(),
-            )),
+        written_id(overwrite, id, &rows)
+    }
+
+    /// The `postgres` store's write: probe, stage, chunks and row in ONE transaction as the
+    /// caller, so the bytes commit (or vanish) together with the row.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_in_database(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        write: &RowWrite<'_>,
+        overwrite: bool,
+        mut body: ByteStream,
+        meter: &meter::SharedMeter,
+        mimetype: &str,
+        cache_control: &str,
+    ) -> Result<Uuid, Error> {
+        let tx = self.begin(caller, operation).await?;
+        // The policy check comes before any byte is written, as on every store.
+        tx.batch("savepoint probe").await?;
+        probe_write(&tx, write, overwrite).await?;
+        tx.batch("rollback to savepoint probe").await?;
+        let key = new_key();
+        let lease = self.limits.upload_lease.as_secs_f64();
+        tx.execute("select storage.stage_key($1, $2)", &[&key, &lease])
+            .await?;
+        let mut chunks = Rechunker::default();
+        let mut seq = 0i32;
+        while let Some(data) = body.next().await {
+            let data = data.map_err(|e| store_error(StoreError::Body(e)))?;
+            for chunk in chunks.push(&data) {
+                tx.execute(WRITE_CHUNK, &[&key, &seq, &chunk]).await?;
+                seq += 1;
+            }
         }
+        match chunks.finish() {
+            Some(last) => tx.execute(WRITE_CHUNK, &[&key, &seq, &last]).await?,
+            // An empty object still has its chunk 0.
+            None if seq == 0 => {
+                tx.execute(WRITE_CHUNK, &[&key, &seq, &Vec::<u8>::new()])
+                    .await?
+            }
+            None => 0,
+        };
+        let metadata = metadata_json(&meter::finish(meter), mimetype, cache_control);
+        let id = write_row(&tx, write, &key, &metadata, overwrite).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// A copy on the `postgres` store, in one transaction as the caller.
+    async fn copy_in_database(
+        &self,
+        caller: &Caller,
+        write: &RowWrite<'_>,
+        source_key: &str,
+        metadata: &Value,
+        overwrite: bool,
+    ) -> Result<(Uuid, String), Error> {
+        let tx = self.begin(caller, Operation::Copy).await?;
+        tx.batch("savepoint probe").await?;
+        probe_write(&tx, write, overwrite).await?;
+        tx.batch("rollback to savepoint probe").await?;
+        let key = new_key();
+        let lease = self.limits.upload_lease.as_secs_f64();
+        tx.execute("select storage.stage_key($1, $2)", &[&key, &lease])
+            .await?;
+        let copied: i64 = tx
+            .query_one("select storage.copy_chunks($1, $2)", &[&source_key, &key])
+            .await?
+            .get(0);
+        if copied == 0 {
+            return Err(Error::ObjectNotFound);
+        }
+        let id = write_row(&tx, write, &key, metadata, overwrite).await?;
+        tx.commit().await?;
+        Ok((id, key))
     }
 
     /// Records `key` as staged before any byte is written under it.
@@ -652,6 +691,100 @@ impl Storage {
             tracing::warn!(key, %error, "could not clear a discarded key from the journal");
         }
     }
+}
+
+const WRITE_CHUNK: &str = "select storage.write_chunk($1, $2, $3)";
+
+/// Inserts the row (no RETURNING: it would check the new row against SELECT policies as well,
+/// and an INSERT policy alone must be enough to upload) or switches it to new bytes.
+fn row_sql(overwrite: bool) -> &'static str {
+    if overwrite {
+        "update storage.objects set owner_id = $3, version = $4, metadata = $5, \
+             user_metadata = $6, last_accessed_at = now() \
+         where bucket_id = $1 and name = $2 and $7::uuid is not null returning id"
+    } else {
+        "insert into storage.objects \
+             (id, bucket_id, name, owner_id, version, metadata, user_metadata) \
+         values ($7, $1, $2, $3, $4, $5, $6)"
+    }
+}
+
+fn row_params<'a>(
+    write: &'a RowWrite<'_>,
+    key: &'a &'a str,
+    metadata: &'a Value,
+    id: &'a Uuid,
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 7] {
+    [
+        &write.bucket,
+        &write.name,
+        &write.owner,
+        key,
+        metadata,
+        &write.user_metadata,
+        id,
+    ]
+}
+
+fn written_id(overwrite: bool, id: Uuid, rows: &[Row]) -> Result<Uuid, Error> {
+    if !overwrite {
+        return Ok(id);
+    }
+    rows.first().map(|row| row.get(0)).ok_or_else(|| {
+        Error::Conflict("the object was deleted or changed while uploading; retry".into())
+    })
+}
+
+/// Writes the row inside `tx` (no commit).
+async fn write_row(
+    tx: &Tx,
+    write: &RowWrite<'_>,
+    key: &str,
+    metadata: &Value,
+    overwrite: bool,
+) -> Result<Uuid, Error> {
+    let id = Uuid::new_v4();
+    let rows = tx
+        .query(row_sql(overwrite), &row_params(write, &key, metadata, &id))
+        .await
+        .map_err(write_error)?;
+    written_id(overwrite, id, &rows)
+}
+
+/// Runs the caller's policies on the row about to be written (the caller rolls it back).
+async fn probe_write(tx: &Tx, write: &RowWrite<'_>, overwrite: bool) -> Result<(), Error> {
+    let placeholder = json!({});
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+        &write.bucket,
+        &write.name,
+        &write.owner,
+        &placeholder,
+        &write.user_metadata,
+    ];
+    if overwrite {
+        let updated = tx
+            .execute(
+                "update storage.objects set owner_id = $3, metadata = $4, user_metadata = $5 \
+                 where bucket_id = $1 and name = $2",
+                &params,
+            )
+            .await
+            .map_err(write_error)?;
+        if updated == 0 {
+            return Err(Error::Forbidden(
+                "the object exists and may not be overwritten by this role".into(),
+            ));
+        }
+    } else {
+        tx.execute(
+            "insert into storage.objects (bucket_id, name, owner_id, metadata, user_metadata) \
+             values ($1, $2, $3, $4, $5)",
+            &params,
+        )
+        .await
+        .map_err(write_error)?;
+    }
+    Ok(())
 }
 
 /// The row fields a write sets, whatever the operation.

@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_functions"),
     migration!(4, "0004_triggers"),
     migration!(5, "0005_byte_journal"),
+    migration!(6, "0006_bytes_in_database"),
 ];
 
 impl Migration {
@@ -118,6 +119,24 @@ async fn apply_pending(client: &mut tokio_postgres::Client) -> anyhow::Result<Ve
     Ok(done)
 }
 
+/// The marker role of the server's own request sessions (see migration 0006): only sessions
+/// whose login role is a member may write object bytes in the database.
+pub const SERVER_ROLE: &str = "pgstorage_server";
+
+/// Grants [`SERVER_ROLE`] to the login role that request traffic uses.
+pub async fn grant_server_role(
+    client: &tokio_postgres::Client,
+    login_role: &str,
+) -> anyhow::Result<()> {
+    client
+        .batch_execute(&format!(
+            "grant {SERVER_ROLE} to {}",
+            quote_ident(login_role)
+        ))
+        .await
+        .with_context(|| format!("granting {SERVER_ROLE} to {login_role}"))
+}
+
 /// Creates (if missing) the login role for request traffic: not a superuser, NOINHERIT, and a
 /// member of every API role, so a transaction that never switched roles can read nothing.
 pub async fn ensure_request_role(
@@ -141,7 +160,7 @@ pub async fn ensure_request_role(
             .await
             .with_context(|| format!("granting {role} to {login_role}"))?;
     }
-    Ok(())
+    grant_server_role(client, login_role).await
 }
 
 /// Quotes an SQL identifier (for role names, which cannot be bound as parameters).

@@ -43,6 +43,19 @@ impl Database {
         Ok(Tx::begin(conn, settings).await?)
     }
 
+    /// A read-only repeatable-read transaction as the privileged role: everything it reads
+    /// comes from one snapshot, even while other transactions commit.
+    pub async fn snapshot(&self) -> Result<Tx, DbError> {
+        let conn = self.admin.get().await.map_err(pool_error)?;
+        Ok(Tx::begin_privileged(conn, "begin isolation level repeatable read read only").await?)
+    }
+
+    /// A read-write transaction as the privileged role.
+    pub async fn admin_tx(&self) -> Result<Tx, DbError> {
+        let conn = self.admin.get().await.map_err(pool_error)?;
+        Ok(Tx::begin_privileged(conn, "begin").await?)
+    }
+
     /// A connection as the privileged role, for the server's own bookkeeping. Never used with
     /// anything a client controls beyond bound parameters.
     pub async fn admin(&self) -> Result<deadpool_postgres::Object, DbError> {

@@ -67,6 +67,21 @@ impl Tx {
         Ok(tx)
     }
 
+    /// A transaction on a privileged connection, for the server's own work (no identity is
+    /// set). `begin` is the statement that opens it, e.g. a repeatable-read snapshot.
+    pub(super) async fn begin_privileged(
+        conn: Object,
+        begin: &str,
+    ) -> Result<Self, tokio_postgres::Error> {
+        conn.batch_execute(begin).await?;
+        Ok(Self { conn: Some(conn) })
+    }
+
+    /// Runs statements without parameters (savepoints and the like).
+    pub async fn batch(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.conn().batch_execute(sql).await
+    }
+
     fn conn(&self) -> &Object {
         // Only `commit` takes the connection, and it consumes `self`.
         match &self.conn {
