@@ -103,7 +103,8 @@ async fn upload(
                 upsert,
             },
         )
-        .await?;
+        .await
+        .map_err(ApiError::duplicate_as("KeyAlreadyExists"))?;
     Ok(Json(json!({
         "Id": stored.id,
         "Key": format!("{}/{}", stored.bucket, stored.name),
