@@ -59,6 +59,7 @@ export function defineCoreTests(clients, prefix) {
     assert.equal(error.name, 'StorageApiError')
     assert.equal(error.statusCode, '409')
     assert.equal(error.status, 409)
+    assert.equal(error.code, 'BucketAlreadyExists')
   })
 
   test('getBucket of a missing bucket is a 404 error', async () => {
@@ -245,6 +246,7 @@ export function defineCoreTests(clients, prefix) {
     assert.equal(error.name, 'StorageApiError')
     assert.equal(error.statusCode, '409')
     assert.equal(error.message, 'The resource already exists')
+    assert.equal(error.code, 'KeyAlreadyExists')
     assert.deepEqual(await bytesOf(ok(await files().download('dup.txt'))), text('first'))
 
     const first = ok(await files().info('dup.txt'), 'info')
