@@ -41,7 +41,11 @@ fn js_test_files(suite: &str) -> Vec<String> {
         .map(|name| format!("{suite}/{name}"))
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no *.test.mjs files in {}", dir.display());
+    assert!(
+        !files.is_empty(),
+        "no *.test.mjs files in {}",
+        dir.display()
+    );
     files
 }
 
