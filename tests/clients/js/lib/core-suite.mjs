@@ -192,7 +192,7 @@ export function defineCoreTests(clients, prefix) {
       await files().upload('docs/report.json', text('{"ok":true}'), {
         contentType: 'application/json',
         cacheControl: '60',
-        metadata: { author: 'ada', pages: 3 },
+        metadata: { author: 'Adà Lovelace', pages: 3 },
       }),
       'upload'
     )
@@ -207,7 +207,7 @@ export function defineCoreTests(clients, prefix) {
     assert.equal(info.size, 11)
     assert.equal(info.contentType, 'application/json')
     assert.equal(info.cacheControl, 'max-age=60')
-    assert.deepEqual(info.metadata, { author: 'ada', pages: 3 })
+    assert.deepEqual(info.metadata, { author: 'Adà Lovelace', pages: 3 })
     assert.ok(info.etag, 'an etag')
     assert.ok(!Number.isNaN(Date.parse(info.lastModified)), info.lastModified)
     assert.ok(!Number.isNaN(Date.parse(info.createdAt)), info.createdAt)
