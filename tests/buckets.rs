@@ -235,7 +235,7 @@ async fn a_duplicate_bucket_is_409() {
     let server = TestServer::start().await;
     server.create_bucket("avatars", false).await;
     let result = create(&server, json!({ "name": "avatars", "public": true })).await;
-    assert_error(&result, 409, "ResourceAlreadyExists");
+    assert_error(&result, 409, "BucketAlreadyExists");
     assert_eq!(result.1["error"], "Duplicate");
     // The first one is untouched.
     assert_eq!(get(&server, "avatars").await.1["public"], false);

@@ -93,7 +93,12 @@ async fn a_raw_upload_answers_id_and_key_and_a_second_one_conflicts() {
     assert_eq!(body["Id"], stored.id.to_string());
 
     let (status, body) = upload(&server, &key, "docs", "a/b.txt", "second", false).await;
-    assert_error(status, &body, 409, "ResourceAlreadyExists");
+    // Supabase Storage's code for an existing object key (storage-js exposes it as error.code).
+    assert_error(status, &body, 409, "KeyAlreadyExists");
+    assert_eq!(
+        body["error"], "Duplicate",
+        "storage3 reads this field as its code"
+    );
     assert_eq!(download(&server, &key, "docs", "a/b.txt").await.1, b"first");
 
     let (status, body) = upload(&server, &key, "docs", "a/b.txt", "third", true).await;

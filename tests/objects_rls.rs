@@ -507,7 +507,7 @@ async fn an_insert_only_user_can_upload_but_not_overwrite() {
     let files = stored_files(&server);
 
     let (status, body) = upload(&server, &u1, "docs", "u1/a.txt", "second", false).await;
-    assert_status(status, &body, 409, "ResourceAlreadyExists");
+    assert_status(status, &body, 409, "KeyAlreadyExists");
     let (status, body) = upload(&server, &u1, "docs", "u1/a.txt", "second", true).await;
     assert_status(status, &body, 403, "AccessDenied");
     assert_eq!(

@@ -83,7 +83,11 @@ async fn create(
         file_size_limit: parse_limit(body.file_size_limit)?,
         allowed_mime_types: body.allowed_mime_types,
     };
-    let name = state.storage.create_bucket(&caller, bucket).await?;
+    let name = state
+        .storage
+        .create_bucket(&caller, bucket)
+        .await
+        .map_err(ApiError::duplicate_as("BucketAlreadyExists"))?;
     Ok(Json(json!({ "name": name })))
 }
 

@@ -47,6 +47,21 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// Maps a core error, naming a duplicate the way Supabase Storage names it for the resource
+    /// being created (`KeyAlreadyExists` for an object, `BucketAlreadyExists` for a bucket;
+    /// other conflicts keep the generic `ResourceAlreadyExists`).
+    pub fn duplicate_as(code: &'static str) -> impl Fn(Error) -> Self {
+        move |error| match error {
+            Error::AlreadyExists => Self::new(
+                StatusCode::CONFLICT,
+                code,
+                "Duplicate",
+                Error::AlreadyExists.to_string(),
+            ),
+            other => other.into(),
+        }
+    }
 }
 
 impl From<Error> for ApiError {

@@ -104,7 +104,8 @@ async fn upload(
                 owner: None,
             },
         )
-        .await?;
+        .await
+        .map_err(ApiError::duplicate_as("KeyAlreadyExists"))?;
     Ok(Json(json!({
         "Id": stored.id,
         "Key": format!("{}/{}", stored.bucket, stored.name),
