@@ -71,38 +71,38 @@ fn names(entries: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn v1_lists_one_level_in_name_order_with_folders_marked() {
+async fn v1_lists_one_level_folders_first_then_files() {
     let server = TestServer::start().await;
     fixture(&server, "t", TREE).await;
     let key = server.service_key();
     let (status, body) = list(&server, &key, "list", "t", json!({"prefix": ""})).await;
     assert_eq!(status, 200, "{body}");
-    // Ordered by full path, a folder sorting as its name plus '/': "aal.txt" < "aal/".
+    // Supabase's order: the folders by name, then the files.
     assert_eq!(
         names(&body),
         [
+            "aal",
+            "b",
+            "d",
+            "mixed",
+            "фото",
             "Photo.JPG",
             "a.txt",
             "aal.txt",
-            "aal",
-            "b",
-            "c.txt",
-            "d",
-            "mixed",
-            "фото"
+            "c.txt"
         ]
     );
-    let folder = &body.as_array().unwrap()[3];
+    let folder = &body.as_array().unwrap()[0];
     assert!(
         folder["id"].is_null() && folder["metadata"].is_null() && folder["updated_at"].is_null()
     );
-    let file = &body.as_array().unwrap()[1];
+    let file = &body.as_array().unwrap()[6];
     assert!(file["id"].is_string() && file["metadata"]["size"] == 1);
 
     // A prefix is a folder, with or without its trailing slash; names are relative to it.
     for prefix in ["b", "b/"] {
         let (_, body) = list(&server, &key, "list", "t", json!({"prefix": prefix})).await;
-        assert_eq!(names(&body), ["1.png", "2.png", "deep"]);
+        assert_eq!(names(&body), ["deep", "1.png", "2.png"]);
     }
     let (_, body) = list(&server, &key, "list", "t", json!({"prefix": "фото"})).await;
     assert_eq!(names(&body), ["снимок.png"]);
@@ -127,7 +127,7 @@ async fn v1_offset_pages_cover_the_level_once() {
     }
     assert_eq!(seen.len(), 9);
     assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 9);
-    // Descending name order is the exact reverse.
+    // Descending: still folders first, each group in reverse.
     let (_, body) = list(
         &server,
         &key,
@@ -136,9 +136,20 @@ async fn v1_offset_pages_cover_the_level_once() {
         json!({"prefix": "", "sortBy": {"column": "name", "order": "desc"}}),
     )
     .await;
-    let mut reversed = names(&body);
-    reversed.reverse();
-    assert_eq!(reversed, seen);
+    assert_eq!(
+        names(&body),
+        [
+            "фото",
+            "mixed",
+            "d",
+            "b",
+            "aal",
+            "c.txt",
+            "aal.txt",
+            "a.txt",
+            "Photo.JPG"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -163,7 +174,7 @@ async fn v1_search_is_a_case_insensitive_starts_with() {
         json!({"prefix": "", "search": "aa"}),
     )
     .await;
-    assert_eq!(names(&body), ["aal.txt", "aal"]);
+    assert_eq!(names(&body), ["aal", "aal.txt"]);
     let (_, body) = list(
         &server,
         &key,
@@ -308,7 +319,7 @@ async fn listing_shows_only_what_policies_let_the_caller_see() {
     // c.txt and d/ hold only u2's objects: neither is listed; mixed/ has one of u1's.
     assert_eq!(
         names(&body),
-        ["Photo.JPG", "a.txt", "aal.txt", "aal", "b", "mixed", "фото"]
+        ["aal", "b", "mixed", "фото", "Photo.JPG", "a.txt", "aal.txt"]
     );
     let (_, body) = list(&server, &u1, "list", "t", json!({"prefix": "mixed"})).await;
     assert_eq!(names(&body), ["mine.txt"]);
@@ -375,8 +386,10 @@ async fn bad_listing_requests_are_refused_clearly() {
 }
 
 #[tokio::test]
-async fn a_page_is_found_by_probes_not_by_reading_the_folder() {
-    // A big folder next to small ones: listing the level after it must not read its contents.
+async fn a_page_reads_about_its_own_size_whatever_it_skips() {
+    // A big folder next to small ones. Every row a listing examines passes through the policy,
+    // which counts it on a sequence (sequences ignore transactions): an exact measure of the
+    // rows a page reads.
     let server = TestServer::start().await;
     server.create_bucket("big", false).await;
     server
@@ -386,52 +399,55 @@ async fn a_page_is_found_by_probes_not_by_reading_the_folder() {
              select 'big', 'huge/' || lpad(i::text, 6, '0') || '.bin', '{}'
              from generate_series(1, 20000) i;
              insert into storage.objects (bucket_id, name, metadata)
-             values ('big', 'a.txt', '{}'), ('big', 'z.txt', '{}');
-             analyze storage.objects;",
+             values ('big', 'a.txt', '{}'), ('big', 'z.txt', '{}'), ('big', 'small/x.txt', '{}');
+             analyze storage.objects;
+             create sequence public.rows_examined;
+             grant usage on sequence public.rows_examined to authenticated;
+             create policy counted on storage.objects for select to authenticated
+               using (nextval('public.rows_examined') > 0);",
         )
         .await;
     let client = server.db.admin_client().await;
-    let stats = || async {
-        let row = client
-            .query_one(
-                "select coalesce(sum(idx_scan), 0)::bigint, coalesce(sum(idx_tup_read), 0)::bigint \
-                 from pg_stat_user_indexes where relname = 'objects'",
-                &[],
-            )
+    let user = server.user_key("u1");
+    let examined = || async {
+        client
+            .query_one("select last_value from public.rows_examined", &[])
             .await
-            .unwrap();
-        (row.get::<_, i64>(0), row.get::<_, i64>(1))
+            .unwrap()
+            .get::<_, i64>(0)
     };
-    let (scans_before, reads_before) = stats().await;
-    let key = server.service_key();
-    let (_, page) = list(
-        &server,
-        &key,
+    let mut cost = |version: &'static str, body: Value| {
+        let server = &server;
+        let user = &user;
+        async move {
+            let before = examined().await;
+            let (status, page) = list(server, user, version, "big", body).await;
+            assert_eq!(status, 200, "{page}");
+            (page, examined().await - before)
+        }
+    };
+
+    // v2 at the root: one probe per entry (plus one that finds the end), huge/ jumped over.
+    let (page, rows) = cost("list-v2", json!({"prefix": "", "with_delimiter": true})).await;
+    assert_eq!(names(&page["objects"]), ["a.txt", "z.txt"]);
+    assert_eq!(names(&page["folders"]), ["huge/", "small/"]);
+    assert!(rows <= 8, "a 4-entry page examined {rows} rows");
+
+    // v2 in the middle of huge/: a page of 100 from a cursor reads about 100 rows.
+    let (first, _) = cost("list-v2", json!({"prefix": "huge/", "limit": 100})).await;
+    let (page, rows) = cost(
         "list-v2",
-        "big",
-        json!({"prefix": "", "with_delimiter": true}),
+        json!({"prefix": "huge/", "limit": 100, "cursor": first["nextCursor"]}),
     )
     .await;
-    assert_eq!(names(&page["objects"]), ["a.txt", "z.txt"]);
-    assert_eq!(names(&page["folders"]), ["huge/"]);
-    // A pooled backend reports its statistics when idle, within seconds: wait for the listing's
-    // probes (one index scan each) to show up, then count the index entries they read.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let (scans, reads) = loop {
-        let (scans, reads) = stats().await;
-        if scans >= scans_before + 3 {
-            break (scans, reads);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "statistics never arrived"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
-    let read = reads - reads_before;
-    assert!(
-        read < 100,
-        "{} probes read {read} index entries to list 3 entries",
-        scans - scans_before
-    );
+    assert_eq!(page["objects"].as_array().unwrap().len(), 100);
+    assert!(rows <= 110, "a 100-entry page examined {rows} rows");
+
+    // v1, folders first: the folder walk jumps over huge/, the files are one index range.
+    let (body, rows) = cost("list", json!({"prefix": ""})).await;
+    assert_eq!(names(&body), ["huge", "small", "a.txt", "z.txt"]);
+    assert!(rows <= 10, "a 4-entry v1 page examined {rows} rows");
+    let (body, rows) = cost("list", json!({"prefix": "huge", "limit": 100})).await;
+    assert_eq!(body.as_array().unwrap().len(), 100);
+    assert!(rows <= 110, "a 100-entry v1 page examined {rows} rows");
 }

@@ -320,7 +320,8 @@ fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, Error> {
 }
 
 impl Storage {
-    /// One level under `query.prefix` (treated as a folder), offset-paginated.
+    /// One level under `query.prefix` (treated as a folder): its folders first, by name in the
+    /// chosen order, then its files in the chosen order; offset-paginated over both.
     pub async fn list_v1(
         &self,
         caller: &Caller,
@@ -336,45 +337,54 @@ impl Storage {
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
-        let search = query.search.clone().filter(|s| !s.is_empty());
+        let search = query
+            .search
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(str::to_lowercase);
         let tx = self.begin(caller, Operation::List).await?;
-        // A search without cased letters is also a plain prefix: the index narrows it.
-        let narrowed = match &search {
-            Some(s) if s.to_lowercase() == s.to_uppercase() && !s.contains('/') => {
-                Some(format!("{prefix}{s}"))
-            }
-            _ => None,
+        // Folders: enough of them to fill the page, or all of them when a search filters them.
+        let wanted = if search.is_some() {
+            MAX_SORTED_LEVEL as i64 + 1
+        } else {
+            offset + limit
         };
-        let entries =
-            if query.sort.column == SortColumn::Name && (search.is_none() || narrowed.is_some()) {
-                let scan_prefix = narrowed.clone().unwrap_or_else(|| prefix.clone());
-                let walk = Walk {
-                    bucket,
-                    prefix: &scan_prefix,
-                    from: None,
-                    descending: query.sort.descending,
-                    delimiter: true,
-                    max: offset + limit,
-                };
-                // Entries are relative to the folder, not to the narrowed search prefix.
-                let mut entries = walk.run(&tx).await?;
-                for entry in &mut entries {
-                    entry.key = entry.path[prefix.len()..].trim_end_matches('/').to_string();
-                }
-                entries.into_iter().skip(offset as usize).collect()
-            } else {
-                let mut level = self.whole_level(&tx, bucket, &prefix).await?;
-                if let Some(search) = &search {
-                    let search = search.to_lowercase();
-                    level.retain(|e| e.key.to_lowercase().starts_with(&search));
-                }
-                sort_level(&mut level, query.sort);
-                level
-                    .into_iter()
-                    .skip(offset as usize)
-                    .take(limit as usize)
-                    .collect()
-            };
+        let mut folders =
+            child_folders(&tx, bucket, &prefix, query.sort.descending, wanted).await?;
+        if let Some(search) = &search {
+            folders.retain(|f| f.to_lowercase().starts_with(search.as_str()));
+        }
+        let folder_count = folders.len() as i64;
+        let mut entries: Vec<Entry> = folders
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(|name| Entry {
+                path: format!("{prefix}{name}/"),
+                key: name,
+                folder: true,
+                id: None,
+                updated_at: None,
+                created_at: None,
+                last_accessed_at: None,
+                metadata: None,
+            })
+            .collect();
+        let room = limit - entries.len() as i64;
+        if room > 0 {
+            let file_offset = (offset - folder_count).max(0);
+            let files = files_at_level(
+                &tx,
+                bucket,
+                &prefix,
+                query.sort,
+                search.as_deref(),
+                room,
+                file_offset,
+            )
+            .await?;
+            entries.extend(files);
+        }
         tx.commit().await?;
         Ok(entries)
     }
@@ -492,6 +502,115 @@ impl Storage {
         }
         Ok(entries)
     }
+}
+
+/// The names of the sub-folders of `prefix` that hold something the caller can see, in name
+/// order: one probe of the parent-path index per folder (the files at this level, and
+/// everything inside a found folder, are jumped over).
+async fn child_folders(
+    tx: &Tx,
+    bucket: &str,
+    prefix: &str,
+    descending: bool,
+    max: i64,
+) -> Result<Vec<String>, Error> {
+    let (first, next, order) = if descending {
+        (
+            "o.parent_path > $2 and o.parent_path < $3",
+            "o.parent_path < left(w.parent, $4 + strpos(substr(w.parent, $5), '/')) \
+             and o.parent_path > $2",
+            "desc",
+        )
+    } else {
+        (
+            "o.parent_path > $2 and o.parent_path < $3",
+            "o.parent_path >= left(w.parent, $4 + strpos(substr(w.parent, $5), '/') - 1) || '0' \
+             and o.parent_path < $3",
+            "asc",
+        )
+    };
+    let sql = format!(
+        "with recursive walk as (
+            (select o.parent_path as parent, 1::bigint as n
+               from storage.objects o
+              where o.bucket_id = $1 and {first}
+              order by o.parent_path {order} limit 1)
+          union all
+            (select p.parent, w.n + 1
+               from walk w
+              cross join lateral (
+                    select o.parent_path as parent from storage.objects o
+                     where o.bucket_id = $1 and {next}
+                     order by o.parent_path {order} limit 1) p
+              where w.n < $6)
+         )
+         select parent from walk"
+    );
+    let end = upper_bound(prefix).unwrap_or_else(above_every_name);
+    let chars = prefix.chars().count() as i32;
+    let rows = tx
+        .query(&sql, &[&bucket, &prefix, &end, &chars, &(chars + 1), &max])
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let parent: String = row.get(0);
+            let rest = parent.strip_prefix(prefix)?;
+            rest.split('/').next().map(str::to_string)
+        })
+        .collect())
+}
+
+/// The files directly in `prefix`: one range of the parent-path index in name order (a
+/// timestamp order sorts the level's files).
+async fn files_at_level(
+    tx: &Tx,
+    bucket: &str,
+    prefix: &str,
+    sort: Sort,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Entry>, Error> {
+    let direction = if sort.descending { "desc" } else { "asc" };
+    let column = match sort.column {
+        SortColumn::Name => "",
+        SortColumn::UpdatedAt => "updated_at",
+        SortColumn::CreatedAt => "created_at",
+        SortColumn::LastAccessedAt => "last_accessed_at",
+    };
+    // Column and direction come from closed sets, never from the client's text.
+    let order = if column.is_empty() {
+        format!("o.name {direction}")
+    } else {
+        format!("o.{column} {direction} nulls last, o.name {direction}")
+    };
+    let sql = format!(
+        "select {WALK_COLUMNS} from storage.objects o \
+         where o.bucket_id = $1 and o.parent_path = $2 \
+           and ($3::text is null or starts_with(lower(substr(o.name, $4)), $3)) \
+         order by {order} limit $5 offset $6"
+    );
+    let start = prefix.chars().count() as i32 + 1;
+    let rows = tx
+        .query(&sql, &[&bucket, &prefix, &search, &start, &limit, &offset])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let name: String = row.get(0);
+            Entry {
+                key: name[prefix.len()..].to_string(),
+                path: name.clone(),
+                folder: false,
+                id: Some(row.get(1)),
+                updated_at: row.get(2),
+                created_at: row.get(3),
+                last_accessed_at: row.get(4),
+                metadata: row.get(5),
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

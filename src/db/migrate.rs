@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(4, "0004_triggers"),
     migration!(5, "0005_byte_journal"),
     migration!(6, "0006_bytes_in_database"),
+    migration!(7, "0007_parent_path_index"),
 ];
 
 impl Migration {
