@@ -79,24 +79,44 @@ def pages(s):
     ]
 
 
-def timed(conn, path, body, key, n):
-    payload = json.dumps({**body, "limit": 100})
+def v1_pages(s):
+    mid_user = f"users/u{s['mid']:04d}"
+    return [
+        ("v1: users/ (folders first)", {"prefix": "users/"}),
+        ("v1: users/uNNNN/photos/ (depth 3)", {"prefix": f"{mid_user}/photos/"}),
+        ("v1: archive/2024/ (huge folder)", {"prefix": "archive/2024/"}),
+    ]
+
+
+def count_entries(page):
+    if isinstance(page, list):
+        return len(page)
+    return len(page["folders"]) + len(page["objects"])
+
+
+def timed_pair(conn, small, big, key, n):
+    """Times the small- and big-bucket requests alternately, so both see the same machine."""
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    samples = []
+    samples = {"small": [], "big": []}
+    counts = {}
     for i in range(n + 20):
-        start = time.perf_counter()
-        conn.request("POST", path, payload, headers)
-        response = conn.getresponse()
-        data = response.read()
-        elapsed = time.perf_counter() - start
-        if response.status != 200:
-            sys.exit(f"{path} {payload}: HTTP {response.status} {data[:300]!r}")
-        if i >= 20:  # warm-up
-            samples.append(elapsed * 1000)
-    page = json.loads(data)
-    count = len(page["folders"]) + len(page["objects"])
-    samples.sort()
-    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1], count
+        for which, (path, body) in (("small", small), ("big", big)):
+            payload = json.dumps({**body, "limit": 100})
+            start = time.perf_counter()
+            conn.request("POST", path, payload, headers)
+            response = conn.getresponse()
+            data = response.read()
+            elapsed = time.perf_counter() - start
+            if response.status != 200:
+                sys.exit(f"{path} {payload}: HTTP {response.status} {data[:300]!r}")
+            if i >= 20:  # warm-up
+                samples[which].append(elapsed * 1000)
+            counts[which] = count_entries(json.loads(data))
+    result = []
+    for which in ("small", "big"):
+        xs = sorted(samples[which])
+        result.append((statistics.median(xs), xs[int(len(xs) * 0.99) - 1], counts[which]))
+    return result
 
 
 def main():
@@ -137,14 +157,15 @@ def main():
               using (bucket_id in ('big', 'small') and (storage.foldername(name))[1] <> 'private');
         """], check=True)
         conn = http.client.HTTPConnection("127.0.0.1", port)
-        print(f"| page (list-v2, limit 100) | role | 10k p50 / p99 (ms) | 1M p50 / p99 (ms) | ratio p50 / p99 |")
+        print(f"| page (limit 100) | role | 10k p50 / p99 (ms) | 1M p50 / p99 (ms) | ratio p50 / p99 |")
         print("|---|---|---|---|---|")
         for role, key in (("service_role", service), ("authenticated + RLS", user)):
-            small_pages = pages(shapes["small"])
-            big_pages = pages(shapes["big"])
-            for (label, small_body), (_, big_body) in zip(small_pages, big_pages):
-                s50, s99, sn = timed(conn, "/object/list-v2/small", small_body, key, args.requests)
-                b50, b99, bn = timed(conn, "/object/list-v2/big", big_body, key, args.requests)
+            runs = [("list-v2", p, q) for p, q in zip(pages(shapes["small"]), pages(shapes["big"]))]
+            runs += [("list", p, q) for p, q in zip(v1_pages(shapes["small"]), v1_pages(shapes["big"]))]
+            for route, (label, small_body), (_, big_body) in runs:
+                (s50, s99, sn), (b50, b99, bn) = timed_pair(
+                    conn, (f"/object/{route}/small", small_body), (f"/object/{route}/big", big_body),
+                    key, args.requests)
                 print(f"| {label} ({sn} / {bn} entries) | {role} | {s50:.2f} / {s99:.2f} | "
                       f"{b50:.2f} / {b99:.2f} | {b50 / s50:.2f} / {b99 / s99:.2f} |")
     finally:
