@@ -137,15 +137,24 @@ struct Serve {
 impl Serve {
     /// Starts `serve` on the test's data directory and waits until it printed its keys.
     fn start(dir: &TestDir, name: &str) -> Self {
+        Self::start_as(dir, name, None)
+    }
+
+    /// Like [`Serve::start`], as another (unprivileged) user when one is given.
+    fn start_as(dir: &TestDir, name: &str, user: Option<&nix::unistd::User>) -> Self {
+        use std::os::unix::process::CommandExt;
         let port = free_port();
         let log = dir.log(&format!("{name}.log"));
-        let mut child = pgstorage(&["serve", "--port", &port.to_string()])
+        let mut command = pgstorage(&["serve", "--port", &port.to_string()]);
+        command
             .arg("--data-dir")
             .arg(dir.data())
             .stdout(Stdio::piped())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+            .stderr(File::create(&log).unwrap());
+        if let Some(user) = user {
+            command.uid(user.uid.as_raw()).gid(user.gid.as_raw());
+        }
+        let mut child = command.spawn().unwrap();
 
         // stdout is read on a thread (and drained to the end, so the pipe never fills).
         let stdout = child.stdout.take().unwrap();
@@ -286,6 +295,49 @@ fn token_command(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_normal_user_runs_the_embedded_default_too() {
+    // As root the cluster runs as `postgres` (the other tests); as a normal user it runs as that
+    // same user. `nobody` owns nothing else here, so it proves the unprivileged path.
+    let Some(nobody) = nix::unistd::User::from_name("nobody").unwrap() else {
+        panic!("this test needs a `nobody` user");
+    };
+    let dir = TestDir::new("nobody");
+    if nix::unistd::Uid::effective().is_root() {
+        std::os::unix::fs::chown(
+            &dir.root,
+            Some(nobody.uid.as_raw()),
+            Some(nobody.gid.as_raw()),
+        )
+        .unwrap();
+    }
+    let user = nix::unistd::Uid::effective().is_root().then_some(&nobody);
+    let server = Serve::start_as(&dir, "serve", user);
+    let (status, body) = server.create_bucket(&server.service_key, "b").await;
+    assert_eq!(status, 200, "{body}");
+    if let Some(user) = user {
+        // The cluster's files and processes belong to that user.
+        let pgdata = std::fs::metadata(dir.data().join("postgres")).unwrap();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&pgdata),
+            user.uid.as_raw()
+        );
+        let pid = live_postmaster(&dir.data()).expect("a running postmaster");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert_eq!(
+            uid_line.split_whitespace().nth(1),
+            Some(user.uid.as_raw().to_string().as_str()),
+            "{uid_line}"
+        );
+    }
+    drop(server);
+    assert!(
+        live_postmaster(&dir.data()).is_none(),
+        "postgres stopped with the server"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_on_an_empty_directory_prints_keys_that_work() {

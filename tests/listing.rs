@@ -416,7 +416,7 @@ async fn a_page_reads_about_its_own_size_whatever_it_skips() {
             .unwrap()
             .get::<_, i64>(0)
     };
-    let mut cost = |version: &'static str, body: Value| {
+    let cost = |version: &'static str, body: Value| {
         let server = &server;
         let user = &user;
         async move {
