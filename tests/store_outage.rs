@@ -157,14 +157,18 @@ async fn download_is_refused(server: &TestServer, key: &str, bound: Duration) {
 /// The store is back: the object is intact and the collector frees the abandoned key.
 async fn recovers(server: &TestServer, proxy: &Proxy, key: &str) {
     proxy.set(Mode::Up);
+    let started = Instant::now();
     let (status, body) = download(server, key, "b", "kept.txt").await;
+    eprintln!("download once the store is back: {status} after {:?}", started.elapsed());
     assert_eq!((status, body.as_slice()), (200, &b"kept bytes"[..]));
     tokio::time::sleep(Duration::from_millis(1100)).await; // the 1 s lease runs out
+    let started = Instant::now();
     let report = server
         .storage
         .collect_garbage(Duration::ZERO)
         .await
         .unwrap();
+    eprintln!("collection once the store is back: {:?}", started.elapsed());
     assert_eq!((report.freed, report.failed), (1, 0));
     assert!(journal(server).await.is_empty());
     assert_eq!(server.stored_keys().await, 1);

@@ -221,7 +221,7 @@ impl Storage {
         self.stage(&key).await?;
         let (body, meter) = meter::metered(upload.body, limit);
         if let Err(error) = self.stream_into(&key, body).await {
-            self.discard(&key).await;
+            self.discard_after(&key, &error).await;
             return Err(if meter::exceeded(&meter) {
                 too_large()
             } else {
@@ -411,8 +411,9 @@ impl Storage {
         let key = new_key();
         self.stage(&key).await?;
         if let Err(error) = self.bytes.copy(&source_key, &key).await {
-            self.discard(&key).await;
-            return Err(store_error(error));
+            let error = store_error(error);
+            self.discard_after(&key, &error).await;
+            return Err(error);
         }
         let mut metadata = source.metadata.clone().unwrap_or_else(|| json!({}));
         let now = Utc::now();
@@ -629,6 +630,18 @@ impl Storage {
         conn.execute(&statement, &[&key, &self.limits.upload_lease.as_secs_f64()])
             .await?;
         Ok(())
+    }
+
+    /// Frees a staged key whose write to the store failed with `error`. When the store itself
+    /// failed (unreachable, stalled, 5xx), asking it again would only keep the client waiting
+    /// for a second timeout: the key stays staged and the collector frees it once its lease has
+    /// run out.
+    async fn discard_after(&self, key: &str, error: &Error) {
+        if let Error::Unavailable(reason) = error {
+            tracing::warn!(key, %reason, "a write failed in the byte store; the collector will free its key");
+            return;
+        }
+        self.discard(key).await;
     }
 
     /// Frees a staged key whose write failed: bytes first, then the journal entry. If either
