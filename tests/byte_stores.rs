@@ -246,8 +246,10 @@ macro_rules! conformance {
             use super::*;
 
             async fn store() -> (Arc<dyn ByteStore>, TestStore) {
+                // `<tag>-<unix time>-...`, so the harness can tell stale buckets.
                 let name = format!(
-                    "bs-{}-{}",
+                    "bs-{}-{}-{}",
+                    common::unix_now(),
                     stringify!($module),
                     uuid::Uuid::new_v4().simple()
                 );

@@ -159,7 +159,10 @@ async fn recovers(server: &TestServer, proxy: &Proxy, key: &str) {
     proxy.set(Mode::Up);
     let started = Instant::now();
     let (status, body) = download(server, key, "b", "kept.txt").await;
-    eprintln!("download once the store is back: {status} after {:?}", started.elapsed());
+    eprintln!(
+        "download once the store is back: {status} after {:?}",
+        started.elapsed()
+    );
     assert_eq!((status, body.as_slice()), (200, &b"kept bytes"[..]));
     tokio::time::sleep(Duration::from_millis(1100)).await; // the 1 s lease runs out
     let started = Instant::now();

@@ -104,21 +104,24 @@ impl S3Config {
             .filter(|p| !p.is_empty())
     }
 
+    /// The endpoint as `object_store` wants it: with the bucket in the host name for
+    /// virtual-hosted-style requests.
+    fn client_endpoint(&self) -> Option<String> {
+        let endpoint = self.endpoint.as_deref()?.trim_end_matches('/');
+        if self.force_path_style {
+            return Some(endpoint.to_string());
+        }
+        Some(match endpoint.split_once("://") {
+            Some((scheme, host)) => format!("{scheme}://{}.{host}", self.bucket),
+            None => format!("{}.{endpoint}", self.bucket),
+        })
+    }
+
     /// An `object_store` client. `overall_timeout` bounds each request end to end; without it
     /// (downloads, whose bodies may take long) only pauses between reads are bounded.
     fn client(&self, overall_timeout: bool) -> Result<AmazonS3, object_store::Error> {
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&self.bucket);
-        if let Some(endpoint) = &self.endpoint {
-            let endpoint = endpoint.trim_end_matches('/');
-            let endpoint = if self.force_path_style {
-                endpoint.to_string()
-            } else {
-                // Virtual-hosted style: object_store wants the bucket in the endpoint.
-                match endpoint.split_once("://") {
-                    Some((scheme, host)) => format!("{scheme}://{}.{host}", self.bucket),
-                    None => format!("{}.{endpoint}", self.bucket),
-                }
-            };
+        if let Some(endpoint) = self.client_endpoint() {
             builder = builder
                 .with_endpoint(&endpoint)
                 .with_config(AmazonS3ConfigKey::S3Endpoint, &endpoint);
@@ -401,5 +404,43 @@ impl ByteStore for S3Store {
             }
         }
         results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_and_prefixes() {
+        let mut config = S3Config::new("photos");
+        assert_eq!(config.client_endpoint(), None);
+        config.endpoint = Some("https://s3.example.com/".into());
+        assert_eq!(
+            config.client_endpoint().as_deref(),
+            Some("https://photos.s3.example.com")
+        );
+        config.force_path_style = true;
+        assert_eq!(
+            config.client_endpoint().as_deref(),
+            Some("https://s3.example.com")
+        );
+        config.prefix = Some("/tenant/a/".into());
+        assert_eq!(
+            config.describe(),
+            "s3://photos/tenant/a at https://s3.example.com/"
+        );
+        let store = S3Store::new(&config).unwrap();
+        assert_eq!(
+            store.path("0123456789abcdef").unwrap().as_ref(),
+            "tenant/a/objects/01/0123456789abcdef"
+        );
+        assert!(store.path("../../etc/passwd").is_err());
+        config.prefix = Some("/".into());
+        let store = S3Store::new(&config).unwrap();
+        assert_eq!(
+            store.path("0123456789abcdef").unwrap().as_ref(),
+            "objects/01/0123456789abcdef"
+        );
     }
 }

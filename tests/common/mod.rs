@@ -20,7 +20,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::ValueEnum;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use nix::fcntl::{Flock, FlockArg};
 use object_store::ObjectStore;
 use pgstorage::auth::{Authenticator, Identity, JwtKeys};
@@ -185,7 +185,7 @@ async fn drop_stale_databases(client: &tokio_postgres::Client) {
     }
 }
 
-fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -632,6 +632,7 @@ async fn prepare_moto() -> u16 {
     if let (Some(pid), Some(port)) = (recorded("pid"), recorded("port")) {
         let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok();
         if alive && moto_answers(port as u16).await {
+            drop_stale_buckets(port as u16).await;
             return port as u16;
         }
     }
@@ -667,6 +668,45 @@ async fn prepare_moto() -> u16 {
     // moto outlives this process on purpose; it is not our child to reap.
     std::mem::forget(child);
     port
+}
+
+/// Empties and removes test buckets left by runs more than two hours ago (moto keeps everything
+/// until it stops), at most once every ten minutes.
+async fn drop_stale_buckets(port: u16) {
+    let marker = moto_root().join("last-sweep");
+    let recent = std::fs::metadata(&marker)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(600));
+    if recent {
+        return;
+    }
+    let _ = std::fs::write(&marker, "");
+    let Ok(response) = reqwest::get(moto_url(port)).await else {
+        return;
+    };
+    let listing = response.text().await.unwrap_or_default();
+    let now = unix_now();
+    for name in listing
+        .split("<Name>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</Name>").next())
+    {
+        let created: u64 = name
+            .split('-')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(now);
+        if now.saturating_sub(created) <= 7200 {
+            continue;
+        }
+        let client = s3_client(port, name);
+        let objects = client.list(None).map_ok(|meta| meta.location).boxed();
+        let _: Vec<_> = client.delete_stream(objects).collect().await;
+        let _ = reqwest::Client::new()
+            .delete(format!("{}/{name}", moto_url(port)))
+            .send()
+            .await;
+    }
 }
 
 /// A pgstorage server on a free local port, over its own fresh database.
