@@ -8,9 +8,7 @@ use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 use crate::auth::{Authenticator, JwtKeys, secret};
-use std::sync::Arc;
-
-use crate::bytes::FsStore;
+use crate::bytes;
 use crate::config::{Cli, Command, DatabaseArgs, GcArgs, ServeArgs, TokenArgs};
 use crate::core::{Limits, Storage};
 use crate::db::embedded::{self, EmbeddedCluster};
@@ -138,17 +136,11 @@ async fn serve_on(args: &ServeArgs, secret: &str, connected: &Connected) -> anyh
         connected.request.clone(),
         args.db_pool_size,
     )?;
-    let bytes = FsStore::open(args.database.fs_root())
-        .await
-        .with_context(|| {
-            format!(
-                "opening the byte store at {}",
-                args.database.fs_root().display()
-            )
-        })?;
+    let store = args.store.store_config(&args.database)?;
+    let bytes = bytes::open(&store, &database).await?;
     let storage = Storage::new(
         database,
-        Arc::new(bytes),
+        bytes,
         Limits {
             max_file_size: args.max_file_size,
             upload_lease: Duration::from_secs(args.upload_lease_seconds.max(1)),
@@ -180,6 +172,7 @@ async fn serve_on(args: &ServeArgs, secret: &str, connected: &Connected) -> anyh
     let service = keys.mint("service_role", None, ten_years, Default::default())?;
     println!("pgstorage is listening on http://{local}");
     println!("database:         {}", connected.display_url);
+    println!("byte store:       {}", store.describe());
     println!("anon key:         {anon}");
     println!("service_role key: {service}");
     println!(
@@ -226,9 +219,9 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
     let default_roles = ["anon", "authenticated", "service_role"].map(String::from);
     let connected = Connected::open(&args.database, &default_roles).await?;
     let result = async {
-        let bytes = FsStore::open(args.database.fs_root()).await?;
         let database = Database::new(connected.admin.clone(), connected.request.clone(), 2)?;
-        let storage = Storage::new(database, Arc::new(bytes), Limits::default());
+        let bytes = bytes::open(&args.store.store_config(&args.database)?, &database).await?;
+        let storage = Storage::new(database, bytes, Limits::default());
         let report = storage
             .collect_garbage(Duration::from_secs(args.gc_grace_seconds))
             .await

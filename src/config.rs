@@ -2,8 +2,11 @@
 //! it; this file is the one place where configuration is declared and documented.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::bytes::{S3Config, StoreConfig};
 
 /// Postgres-native object storage server.
 #[derive(Debug, Parser)]
@@ -56,6 +59,106 @@ impl DatabaseArgs {
     }
 }
 
+/// Which byte store holds object bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// A directory on local disk (--fs-root).
+    Fs,
+    /// An S3-compatible object store (--s3-*).
+    S3,
+    /// Inside the database itself: bytes commit in the same transaction as their rows.
+    Postgres,
+}
+
+/// Where object bytes live.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Byte store for object bytes.
+    #[arg(long, env = "PGSTORAGE_BACKEND", value_enum, default_value_t = Backend::Fs)]
+    pub backend: Backend,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// The S3-compatible store (`--backend s3`).
+#[derive(Debug, Clone, Args)]
+pub struct S3Args {
+    /// S3-compatible endpoint URL (e.g. http://127.0.0.1:9000). Absent: AWS itself, with the
+    /// usual AWS settings and credential sources (AWS_* variables, web identity, instance role).
+    #[arg(long, env = "PGSTORAGE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Region (absent: AWS_REGION, else us-east-1).
+    #[arg(long, env = "PGSTORAGE_S3_REGION")]
+    pub s3_region: Option<String>,
+
+    /// Bucket holding the bytes (required with --backend s3; it must exist).
+    #[arg(long, env = "PGSTORAGE_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// Access key id (absent: the AWS credential sources).
+    #[arg(long, env = "PGSTORAGE_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// Secret access key (absent: the AWS credential sources).
+    #[arg(long, env = "PGSTORAGE_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Address the bucket in the URL path rather than the host name (most S3-compatible
+    /// servers: MinIO, moto, Ceph).
+    #[arg(long, env = "PGSTORAGE_S3_FORCE_PATH_STYLE")]
+    pub s3_force_path_style: bool,
+
+    /// Key prefix inside the bucket (e.g. `pgstorage/`), so one bucket can serve several uses.
+    #[arg(long, env = "PGSTORAGE_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+
+    /// Longest wait for a connection to the store.
+    #[arg(long, env = "PGSTORAGE_S3_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub s3_connect_timeout: Duration,
+
+    /// Longest one request to the store may take (for downloads: the longest pause between
+    /// reads); a store that does not answer in time makes the request fail with 503.
+    #[arg(long, env = "PGSTORAGE_S3_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub s3_request_timeout: Duration,
+
+    /// Retries of a failed request to the store (within --s3-request-timeout of the first try).
+    #[arg(long, env = "PGSTORAGE_S3_MAX_RETRIES", default_value_t = 3)]
+    pub s3_max_retries: usize,
+}
+
+impl StoreArgs {
+    /// The byte store these flags describe (`--fs-root` comes with the database flags, since it
+    /// defaults to a directory under the data directory).
+    pub fn store_config(&self, database: &DatabaseArgs) -> anyhow::Result<StoreConfig> {
+        Ok(match self.backend {
+            Backend::Fs => StoreConfig::Fs {
+                root: database.fs_root(),
+            },
+            Backend::Postgres => StoreConfig::Postgres,
+            Backend::S3 => {
+                let s3 = &self.s3;
+                let Some(bucket) = s3.s3_bucket.clone() else {
+                    anyhow::bail!("--backend s3 needs --s3-bucket (or PGSTORAGE_S3_BUCKET)");
+                };
+                StoreConfig::S3(S3Config {
+                    endpoint: s3.s3_endpoint.clone(),
+                    region: s3.s3_region.clone(),
+                    bucket,
+                    access_key_id: s3.s3_access_key_id.clone(),
+                    secret_access_key: s3.s3_secret_access_key.clone(),
+                    force_path_style: s3.s3_force_path_style,
+                    prefix: s3.s3_prefix.clone(),
+                    connect_timeout: s3.s3_connect_timeout,
+                    request_timeout: s3.s3_request_timeout,
+                    max_retries: s3.s3_max_retries,
+                })
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct JwtArgs {
     /// HS256 secret for JWTs. Absent: generated once and kept in the data directory.
@@ -70,6 +173,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub jwt: JwtArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Address to listen on.
     #[arg(long, env = "PGSTORAGE_HOST", default_value = "127.0.0.1")]
@@ -141,6 +247,9 @@ pub struct TokenArgs {
 pub struct GcArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
 
     /// Free released bytes that have been unreferenced for at least this many seconds.
     #[arg(long, env = "PGSTORAGE_GC_GRACE_SECONDS", default_value_t = 3600)]

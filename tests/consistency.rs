@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{JWT_SECRET, TestDb, TestServer, count_files};
+use common::{JWT_SECRET, TestDb, TestServer, TestStore, test_backend};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::Method;
@@ -57,8 +57,8 @@ async fn twenty_concurrent_uploads_of_one_new_key_have_one_winner() {
         .unwrap()
         .get(0);
     assert_eq!(journal, 0);
-    assert_eq!(count_files(&server.fs_root.join("objects")), 1);
-    assert_eq!(count_files(&server.fs_root.join("tmp")), 0);
+    assert_eq!(server.stored_keys().await, 1);
+    assert_eq!(server.store.partial_writes().await, 0);
 }
 
 #[tokio::test]
@@ -120,6 +120,13 @@ async fn readers_during_overwrites_see_a_whole_old_or_new_body() {
     }
 }
 
+/// Where a spawned server's log goes: a file under target/tmp, printed when a test fails.
+fn server_log(port: u16) -> std::fs::File {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("server-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::File::create(dir.join(format!("{port}.log"))).unwrap()
+}
+
 /// A `pgstorage serve` process over a test database, killed when dropped.
 struct ServerProcess {
     child: Child,
@@ -127,7 +134,7 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    async fn start(db: &TestDb, fs_root: &std::path::Path, extra: &[&str]) -> Self {
+    async fn start(db: &TestDb, store: &TestStore, extra: &[&str]) -> Self {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
@@ -137,12 +144,11 @@ impl ServerProcess {
             .args(["--database-url", &db.admin_url()])
             .args(["--request-database-url", &db.request_url()])
             .args(["--jwt-secret", JWT_SECRET])
-            .arg("--fs-root")
-            .arg(fs_root)
+            .args(store.server_args())
             .args(["--port", &port.to_string()])
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(server_log(port))
             .spawn()
             .unwrap();
         let url = format!("http://127.0.0.1:{port}");
@@ -174,13 +180,11 @@ impl Drop for ServerProcess {
 #[tokio::test]
 async fn a_crash_mid_upload_leaves_no_row_and_gc_leaves_no_bytes() {
     let db = TestDb::new().await;
-    let fs_root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("stores")
-        .join(&db.name);
+    let store = TestStore::new(test_backend(), &db.name).await;
     let service = common::token("service_role", None);
     let http = reqwest::Client::new();
     let args = ["--upload-lease-seconds", "2", "--gc-interval-seconds", "0"];
-    let mut server = ServerProcess::start(&db, &fs_root, &args).await;
+    let mut server = ServerProcess::start(&db, &store, &args).await;
 
     let create = http
         .post(format!("{}/bucket", server.url))
@@ -226,8 +230,28 @@ async fn a_crash_mid_upload_leaves_no_row_and_gc_leaves_no_bytes() {
             .unwrap()
             .get::<_, i64>(0)
     };
+    // Bytes are being written: visible as a staged key and a partial write, or, with the
+    // postgres store, as the server's transaction writing chunks (nothing is visible outside it).
+    let in_database = matches!(store, TestStore::Postgres { .. });
+    let writing = || async {
+        if in_database {
+            admin
+                .query_one(
+                    "select count(*) from pg_stat_activity \
+                     where datname = current_database() and query like '%write_chunk%' \
+                       and xact_start is not null",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+                > 0
+        } else {
+            staged().await > 0 && store.partial_writes().await > 0
+        }
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while staged().await == 0 || count_files(&fs_root.join("tmp")) == 0 {
+    while !writing().await {
         assert!(
             Instant::now() < deadline,
             "the upload never started writing"
@@ -249,14 +273,28 @@ async fn a_crash_mid_upload_leaves_no_row_and_gc_leaves_no_bytes() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 0, "a crashed upload must leave no row");
-    assert_eq!(
-        staged().await,
-        1,
-        "its key stays staged until the lease ends"
-    );
+    if in_database {
+        // The server's connection dies with it and PostgreSQL rolls the transaction back:
+        // chunks and staged key vanish together, at once.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while store.stored_keys().await != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the aborted upload's chunks remain"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(staged().await, 0);
+    } else {
+        assert_eq!(
+            staged().await,
+            1,
+            "its key stays staged until the lease ends"
+        );
+    }
 
     // Restarted, the committed object is intact.
-    let server = ServerProcess::start(&db, &fs_root, &args).await;
+    let server = ServerProcess::start(&db, &store, &args).await;
     let got = http
         .get(format!("{}/object/crash/kept.bin", server.url))
         .bearer_auth(&service)
@@ -271,8 +309,7 @@ async fn a_crash_mid_upload_leaves_no_row_and_gc_leaves_no_bytes() {
     let gc = Command::new(env!("CARGO_BIN_EXE_pgstorage"))
         .arg("gc")
         .args(["--database-url", &db.admin_url()])
-        .arg("--fs-root")
-        .arg(&fs_root)
+        .args(store.server_args())
         .args(["--gc-grace-seconds", "0"])
         .output()
         .unwrap();
@@ -282,13 +319,17 @@ async fn a_crash_mid_upload_leaves_no_row_and_gc_leaves_no_bytes() {
         String::from_utf8_lossy(&gc.stderr)
     );
     assert_eq!(staged().await, 0);
+    match store {
+        TestStore::Fs { .. } => {
+            assert_eq!(store.partial_writes().await, 0, "partial bytes left behind")
+        }
+        // A crash leaves its multipart upload open: no object, invisible to readers, reclaimed
+        // by the bucket's AbortIncompleteMultipartUpload lifecycle rule (README, Deployment).
+        TestStore::S3 { .. } => assert_eq!(store.partial_writes().await, 1),
+        TestStore::Postgres { .. } => assert_eq!(store.partial_writes().await, 0),
+    }
     assert_eq!(
-        count_files(&fs_root.join("tmp")),
-        0,
-        "partial bytes left behind"
-    );
-    assert_eq!(
-        count_files(&fs_root.join("objects")),
+        store.stored_keys().await,
         1,
         "only the committed object's bytes remain"
     );
@@ -299,4 +340,174 @@ async fn a_crash_mid_upload_leaves_no_row_and_gc_leaves_no_bytes() {
         .await
         .unwrap();
     assert_eq!(sha256(&got.bytes().await.unwrap()), sha256(&kept));
+}
+
+/// A body that proves itself: 8 bytes of seed, then bytes derived from it.
+fn self_checking(seed: u64, len: usize) -> Vec<u8> {
+    let mut body = seed.to_le_bytes().to_vec();
+    body.extend(body_for(seed, len - 8));
+    body
+}
+
+fn is_whole(body: &[u8]) -> bool {
+    body.len() > 8 && {
+        let seed = u64::from_le_bytes(body[..8].try_into().unwrap());
+        body[8..] == body_for(seed, body.len() - 8)[..]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_database_and_store_keep_every_invariant() {
+    let db = TestDb::new().await;
+    let store = TestStore::new(common::test_backend(), &db.name).await;
+    // Both run the collector with a short grace, so they contend for its leadership too.
+    let args = ["--gc-interval-seconds", "1", "--gc-grace-seconds", "5"];
+    let a = ServerProcess::start(&db, &store, &args).await;
+    let b = ServerProcess::start(&db, &store, &args).await;
+    let servers = [a.url.clone(), b.url.clone()];
+    let service = common::token("service_role", None);
+    let http = reqwest::Client::new();
+    let create = http
+        .post(format!("{}/bucket", servers[0]))
+        .bearer_auth(&service)
+        .json(&serde_json::json!({"name": "shared"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create.status(), 200);
+
+    const SIZE: usize = 64 * 1024;
+    let mut tasks = Vec::new();
+    // Writers: both servers overwrite the same five keys.
+    for (w, url) in servers.iter().enumerate() {
+        let (http, url, service) = (http.clone(), url.clone(), service.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..30u64 {
+                let seed = (w as u64) << 32 | i;
+                let response = http
+                    .put(format!("{url}/object/shared/hot-{}.bin", i % 5))
+                    .bearer_auth(&service)
+                    .body(self_checking(seed, SIZE))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+            }
+        }));
+    }
+    // Readers on both servers: a whole body or a 404 (not written yet, or deleted), never a mix.
+    for url in servers.iter().cycle().take(4) {
+        let (http, url, service) = (http.clone(), url.clone(), service.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..40 {
+                let response = http
+                    .get(format!("{url}/object/shared/hot-{}.bin", i % 5))
+                    .bearer_auth(&service)
+                    .send()
+                    .await
+                    .unwrap();
+                match response.status().as_u16() {
+                    404 => {}
+                    200 => {
+                        let body = response.bytes().await.unwrap();
+                        assert!(
+                            is_whole(&body),
+                            "a torn or mixed body of {} bytes",
+                            body.len()
+                        );
+                    }
+                    other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
+                }
+            }
+        }));
+    }
+    // New keys raced from both servers at once: one wins, the other gets 409.
+    {
+        let (http, servers, service) = (http.clone(), servers.clone(), service.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..10u64 {
+                let posts = servers.iter().enumerate().map(|(s, url)| {
+                    http.post(format!("{url}/object/shared/new-{round}.bin"))
+                        .bearer_auth(&service)
+                        .body(self_checking(1000 + round * 2 + s as u64, SIZE))
+                        .send()
+                });
+                let statuses: Vec<u16> = futures::future::join_all(posts)
+                    .await
+                    .into_iter()
+                    .map(|r| r.unwrap().status().as_u16())
+                    .collect();
+                let mut sorted = statuses.clone();
+                sorted.sort();
+                assert_eq!(sorted, [200, 409], "round {round}: {statuses:?}");
+            }
+        }));
+    }
+    // Deletes through the other server while all that goes on.
+    {
+        let (http, url, service) = (http.clone(), servers[1].clone(), service.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let response = http
+                    .delete(format!("{url}/object/shared/hot-{}.bin", i % 5))
+                    .bearer_auth(&service)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(matches!(response.status().as_u16(), 200 | 404));
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    drop((a, b));
+
+    // Every invariant, checked against the database and the store themselves.
+    let gc = Command::new(env!("CARGO_BIN_EXE_pgstorage"))
+        .arg("gc")
+        .args(["--database-url", &db.admin_url()])
+        .args(store.server_args())
+        .args(["--gc-grace-seconds", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    let admin = db.admin_client().await;
+    let mut versions: Vec<String> = admin
+        .query(
+            "select version from storage.objects where version is not null",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    versions.sort();
+    let stored = store.stored_key_names().await;
+    assert_eq!(
+        stored, versions,
+        "rows and stored bytes must match one to one"
+    );
+    let journal: i64 = admin
+        .query_one("select count(*) from storage.byte_journal", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(journal, 0, "nothing left staged or released");
+    assert_eq!(store.partial_writes().await, 0);
+    let new_keys: i64 = admin
+        .query_one(
+            "select count(*) from storage.objects where name like 'new-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(new_keys, 10);
 }

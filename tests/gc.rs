@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, count_files};
+use common::TestServer;
 use pgstorage::core::gc::GC_LOCK;
 use reqwest::Method;
 
@@ -28,8 +28,11 @@ async fn released_bytes_wait_for_the_grace_period() {
     server.create_bucket("gc", false).await;
     upload(&server, "a.txt", b"first").await;
     upload(&server, "a.txt", b"second").await;
-    let objects = server.fs_root.join("objects");
-    assert_eq!(count_files(&objects), 2, "old bytes stay until collected");
+    assert_eq!(
+        server.stored_keys().await,
+        2,
+        "old bytes stay until collected"
+    );
 
     let report = server
         .storage
@@ -38,7 +41,7 @@ async fn released_bytes_wait_for_the_grace_period() {
         .unwrap();
     assert!(report.ran);
     assert_eq!(report.freed, 0, "inside the grace period nothing is freed");
-    assert_eq!(count_files(&objects), 2);
+    assert_eq!(server.stored_keys().await, 2);
 
     let report = server
         .storage
@@ -46,7 +49,7 @@ async fn released_bytes_wait_for_the_grace_period() {
         .await
         .unwrap();
     assert_eq!(report.freed, 1);
-    assert_eq!(count_files(&objects), 1);
+    assert_eq!(server.stored_keys().await, 1);
     let body = server
         .request(Method::GET, "/object/gc/a.txt", Some(&server.service_key()))
         .send()

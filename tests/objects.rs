@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::{Options, TestServer, json_of, token};
 use object_helpers::{
-    b64, call, download, enc, journal, key_path, md5_hex, names, random_bytes, raw_request, row,
-    sha256_hex, stored_files, upload,
+    b64, call, download, enc, journal, md5_hex, names, random_bytes, raw_request, row, sha256_hex,
+    stored_files, upload,
 };
 use reqwest::Method;
 use reqwest::header::{
@@ -140,7 +140,7 @@ async fn an_upload_into_a_missing_bucket_is_404_no_such_bucket() {
     let server = TestServer::start().await;
     let (status, body) = upload(&server, &server.service_key(), "nope", "a.txt", "x", false).await;
     assert_error(status, &body, 404, "NoSuchBucket");
-    assert_eq!(stored_files(&server), 0);
+    assert_eq!(stored_files(&server).await, 0);
     assert!(journal(&server).await.is_empty());
 }
 
@@ -236,7 +236,7 @@ async fn x_metadata_that_is_not_base64_is_400_and_stores_nothing() {
         "{body}"
     );
     assert!(row(&server, "docs", "a.txt").await.is_none());
-    assert_eq!(stored_files(&server), 0);
+    assert_eq!(stored_files(&server).await, 0);
 }
 
 #[tokio::test]
@@ -759,7 +759,7 @@ async fn move_renames_the_row_and_leaves_the_bytes_where_they_are() {
     let data = random_bytes(10_000, 4);
     upload(&server, &key, "docs", "from/a.bin", data.clone(), false).await;
     let before = row(&server, "docs", "from/a.bin").await.unwrap();
-    let files = stored_files(&server);
+    let files = stored_files(&server).await;
 
     let (status, body) = post_json(
         &server,
@@ -775,7 +775,7 @@ async fn move_renames_the_row_and_leaves_the_bytes_where_they_are() {
     let after = row(&server, "docs", "to/b.bin").await.unwrap();
     assert_eq!(after.id, before.id);
     assert_eq!(after.version, before.version, "the byte key is unchanged");
-    assert_eq!(stored_files(&server), files, "no bytes were copied");
+    assert_eq!(stored_files(&server).await, files, "no bytes were copied");
     assert!(journal(&server).await.is_empty());
     assert_eq!(download(&server, &key, "docs", "to/b.bin").await.1, data);
     assert_eq!(download(&server, &key, "docs", "from/a.bin").await.0, 404);
@@ -977,7 +977,7 @@ async fn assert_nothing_stored(server: &TestServer, bucket: &str, name: &str) {
         row(server, bucket, name).await.is_none(),
         "a row for {name}"
     );
-    assert_eq!(stored_files(server), 0, "bytes left for {name}");
+    assert_eq!(stored_files(server).await, 0, "bytes left for {name}");
     assert_eq!(journal(server).await, vec![], "journal entries for {name}");
 }
 
@@ -1117,7 +1117,7 @@ async fn hostile_names_are_refused_naming_the_rule_and_nothing_is_stored() {
         assert!(message.contains(rule), "{path}: {message}");
     }
     assert!(names(&server, "docs").await.is_empty());
-    assert_eq!(stored_files(&server), 0);
+    assert_eq!(stored_files(&server).await, 0);
     assert!(journal(&server).await.is_empty());
 
     // The longest allowed name is fine.
@@ -1174,7 +1174,7 @@ async fn an_emptied_bucket_can_be_deleted_and_the_collector_frees_every_byte() {
         )
         .await;
     }
-    assert_eq!(stored_files(&server), 5);
+    assert_eq!(stored_files(&server).await, 5);
 
     let (status, body) = json_of(
         call(&server, Method::DELETE, "/bucket/docs", Some(&key))
@@ -1202,6 +1202,13 @@ async fn an_emptied_bucket_can_be_deleted_and_the_collector_frees_every_byte() {
     .await;
     assert_eq!(status, 200, "{body}");
 
+    if matches!(server.store, common::TestStore::Postgres { .. }) {
+        // In the database the chunks went with their rows, in the same transaction: nothing is
+        // left for the collector.
+        assert_eq!(stored_files(&server).await, 0);
+        assert!(journal(&server).await.is_empty());
+        return;
+    }
     let released = journal(&server).await;
     assert_eq!(released.len(), 5, "{released:?}");
     assert!(released.iter().all(|(_, state)| state == "released"));
@@ -1211,7 +1218,7 @@ async fn an_emptied_bucket_can_be_deleted_and_the_collector_frees_every_byte() {
         .await
         .unwrap();
     assert_eq!(report.freed, 5);
-    assert_eq!(stored_files(&server), 0);
+    assert_eq!(stored_files(&server).await, 0);
     assert!(journal(&server).await.is_empty());
 }
 
@@ -1228,10 +1235,7 @@ async fn an_overwrite_releases_the_old_bytes_for_the_collector() {
         journal(&server).await,
         [(old.clone(), "released".to_string())]
     );
-    assert!(
-        key_path(&server, &old).is_file(),
-        "kept for in-flight readers"
-    );
+    assert!(server.key_exists(&old).await, "kept for in-flight readers");
 
     // A grace period keeps the old bytes.
     let report = server
@@ -1240,16 +1244,16 @@ async fn an_overwrite_releases_the_old_bytes_for_the_collector() {
         .await
         .unwrap();
     assert_eq!(report.freed, 0);
-    assert!(key_path(&server, &old).is_file());
+    assert!(server.key_exists(&old).await);
 
     server
         .storage
         .collect_garbage(Duration::ZERO)
         .await
         .unwrap();
-    assert!(!key_path(&server, &old).exists());
-    assert!(key_path(&server, &new).is_file());
-    assert_eq!(stored_files(&server), 1);
+    assert!(!server.key_exists(&old).await);
+    assert!(server.key_exists(&new).await);
+    assert_eq!(stored_files(&server).await, 1);
     assert!(journal(&server).await.is_empty());
     assert_eq!(
         download(&server, &key, "docs", "doc").await.1,

@@ -164,14 +164,18 @@ async fn without_a_policy_anon_can_neither_write_nor_see_objects() {
     server.create_bucket("docs", false).await;
     let service = server.service_key();
     upload(&server, &service, "docs", "a.txt", "secret", false).await;
-    let files = stored_files(&server);
+    let files = stored_files(&server).await;
     let anon = server.anon_key();
 
     // With the anon key, and with no credentials at all: the same answers.
     for key in [Some(anon.as_str()), None] {
         let (status, body) = upload_as(&server, key, "docs", "new.txt", "x", false).await;
         assert_status(status, &body, 403, "AccessDenied");
-        assert_eq!(stored_files(&server), files, "no bytes for a denied upload");
+        assert_eq!(
+            stored_files(&server).await,
+            files,
+            "no bytes for a denied upload"
+        );
         assert!(journal(&server).await.is_empty());
 
         let (status, body) = get(&server, key, "/object/authenticated/docs/a.txt").await;
@@ -198,7 +202,7 @@ async fn without_a_policy_anon_can_neither_write_nor_see_objects() {
         download(&server, &service, "docs", "a.txt").await.1,
         b"secret"
     );
-    assert_eq!(stored_files(&server), files);
+    assert_eq!(stored_files(&server).await, files);
     assert!(journal(&server).await.is_empty());
 }
 
@@ -273,18 +277,18 @@ async fn a_user_cannot_touch_another_users_folder() {
     let me = Some(u1.as_str());
     upload(&server, &service, "docs", "u2/b.txt", "u2's", false).await;
     upload(&server, &u1, "docs", "u1/a.txt", "u1's", false).await;
-    let files = stored_files(&server);
+    let files = stored_files(&server).await;
     assert_eq!(files, 2);
 
     // Refused before any byte is written.
     let (status, body) = upload(&server, &u1, "docs", "u2/x.txt", "intruder", false).await;
     assert_status(status, &body, 403, "AccessDenied");
-    assert_eq!(stored_files(&server), files);
+    assert_eq!(stored_files(&server).await, files);
     assert!(journal(&server).await.is_empty());
     // An overwrite of a row the user cannot see is refused too.
     let (status, body) = upload(&server, &u1, "docs", "u2/b.txt", "intruder", true).await;
     assert_status(status, &body, 403, "AccessDenied");
-    assert_eq!(stored_files(&server), files);
+    assert_eq!(stored_files(&server).await, files);
     assert!(journal(&server).await.is_empty());
 
     let (status, body) = get(&server, me, "/object/authenticated/docs/u2/b.txt").await;
@@ -306,7 +310,7 @@ async fn a_user_cannot_touch_another_users_folder() {
     // Copying into u2's folder fails the INSERT probe: 403, before any byte is copied.
     let (status, body) = copy_object(&server, me, "docs", "u1/a.txt", "u2/a.txt", false).await;
     assert_status(status, &body, 403, "AccessDenied");
-    assert_eq!(stored_files(&server), files);
+    assert_eq!(stored_files(&server).await, files);
     assert!(journal(&server).await.is_empty());
 
     let (_, deleted) = delete_many(&server, me, "docs", &["u1/a.txt", "u2/b.txt"]).await;
@@ -460,14 +464,14 @@ async fn an_update_policy_can_allow_overwrite_and_move_and_nothing_else() {
 
     // Copy onto an existing object is an UPDATE too, under storage.copy: not allowed.
     upload(&server, &u1, "docs", "other.txt", "other", false).await;
-    let files = stored_files(&server);
+    let files = stored_files(&server).await;
     // The overwrite above released v1's key; the refused copy adds nothing to that.
     let released = journal(&server).await;
     assert_eq!(released.len(), 1, "{released:?}");
     let (status, body) = copy_object(&server, me, "docs", "other.txt", "moved.txt", true).await;
     assert_status(status, &body, 403, "AccessDenied");
     assert_eq!(download(&server, &u1, "docs", "moved.txt").await.1, b"v2");
-    assert_eq!(stored_files(&server), files);
+    assert_eq!(stored_files(&server).await, files);
     assert_eq!(journal(&server).await, released);
     // A copy to a new name is an INSERT, which the owner may do.
     let (status, body) = copy_object(&server, me, "docs", "other.txt", "copy.txt", false).await;
@@ -504,14 +508,14 @@ async fn an_insert_only_user_can_upload_but_not_overwrite() {
         status, 200,
         "an INSERT policy alone allows a new upload: {body}"
     );
-    let files = stored_files(&server);
+    let files = stored_files(&server).await;
 
     let (status, body) = upload(&server, &u1, "docs", "u1/a.txt", "second", false).await;
     assert_status(status, &body, 409, "KeyAlreadyExists");
     let (status, body) = upload(&server, &u1, "docs", "u1/a.txt", "second", true).await;
     assert_status(status, &body, 403, "AccessDenied");
     assert_eq!(
-        stored_files(&server),
+        stored_files(&server).await,
         files,
         "no bytes for a denied overwrite"
     );

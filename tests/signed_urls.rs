@@ -398,7 +398,7 @@ async fn scopes_do_not_cross() {
 
     // A download token on the upload PUT.
     let token = token_of(&signed_url(&server, "docs", "a.txt").await);
-    let files = stored_files(&server);
+    let files = stored_files(&server).await;
     let (status, body) = put(
         &server,
         &format!("/object/upload/sign/docs/a.txt?token={token}"),
@@ -410,7 +410,7 @@ async fn scopes_do_not_cross() {
         body["message"].as_str().unwrap().contains("download"),
         "{body}"
     );
-    assert_eq!(stored_files(&server), files);
+    assert_eq!(stored_files(&server).await, files);
     let service = server.service_key();
     assert_eq!(
         download(&server, &service, "docs", "a.txt").await.1,
@@ -659,7 +659,7 @@ async fn a_signed_upload_is_owned_by_its_signer_and_happens_once() {
     );
 
     // The token is not an upsert token: a second PUT conflicts, whatever x-upsert says.
-    let files = stored_files(&server);
+    let files = stored_files(&server).await;
     let (status, body) = json_of(
         call(&server, Method::PUT, &url, None)
             .header("x-upsert", "true")
@@ -670,7 +670,7 @@ async fn a_signed_upload_is_owned_by_its_signer_and_happens_once() {
     )
     .await;
     assert_error(status, &body, 409, "ResourceAlreadyExists");
-    assert_eq!(stored_files(&server), files);
+    assert_eq!(stored_files(&server).await, files);
     assert_eq!(
         download(&server, &service, "docs", "u1/x").await.1,
         b"from the link"
@@ -693,7 +693,7 @@ async fn signing_an_upload_the_policy_refuses_is_403_and_writes_nothing() {
     let (status, body) = sign_upload(&server, &server.anon_key(), "docs", "u1/x", false).await;
     assert_error(status, &body, 403, "AccessDenied");
     assert!(row(&server, "docs", "u2/x").await.is_none());
-    assert_eq!(stored_files(&server), 0);
+    assert_eq!(stored_files(&server).await, 0);
     assert!(journal(&server).await.is_empty());
 
     let (status, body) = sign_upload(&server, &u1, "nope", "u1/x", false).await;
@@ -714,7 +714,7 @@ async fn signing_an_upload_the_policy_refuses_is_403_and_writes_nothing() {
     assert_error(status, &body, 400, "InvalidJWT");
     assert!(row(&server, "docs", "u2/x").await.is_none());
     assert!(row(&server, "docs", "u1/x").await.is_none());
-    assert_eq!(stored_files(&server), 0);
+    assert_eq!(stored_files(&server).await, 0);
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use tokio::fs::{self, File};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::{ByteRange, ByteStore, ByteStream, StoreError};
+use super::{ByteRange, ByteStore, ByteStream, StoreError, check_key};
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -29,11 +29,8 @@ impl FsStore {
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
-        // Keys come from the core, but a key is also a path here: refuse anything that is not
-        // plain hex-like text so no key can ever leave the root.
-        if key.len() < 8 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(StoreError::NotFound(key.to_string()));
-        }
+        // A key is also a path here: only plain text, so no key can ever leave the root.
+        check_key(key)?;
         Ok(self
             .root
             .join("objects")

@@ -7,15 +7,23 @@
 
 mod fs;
 pub mod postgres;
+mod s3;
 
 use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use anyhow::Context;
 use async_trait::async_trait;
+
+use crate::db::Database;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 
 pub use fs::FsStore;
 pub use postgres::PgStore;
+pub use s3::{S3Config, S3Store};
 
 /// Bytes flowing in or out of a store.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
@@ -74,6 +82,79 @@ pub trait ByteStore: Send + Sync + 'static {
 
     /// Deletes the bytes under `key`. Deleting a missing key succeeds (deletes are retried).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Deletes the bytes under each of `keys` (the collector's batches): one result per key, in
+    /// order. Stores with a bulk delete override this; the default deletes a few keys at a time.
+    async fn delete_many(&self, keys: &[String]) -> Vec<Result<(), StoreError>> {
+        let deletes: Vec<_> = keys.iter().map(|key| self.delete(key)).collect();
+        futures::stream::iter(deletes)
+            .buffered(PARALLEL_DELETES)
+            .collect()
+            .await
+    }
+}
+
+/// Single deletes in flight at once in the default [`ByteStore::delete_many`].
+const PARALLEL_DELETES: usize = 16;
+
+/// Refuses anything but plain alphanumeric text (and `-`) of at least 8 characters. Keys come
+/// from the core, but every store turns a key into a path or a name: this keeps any key from
+/// leaving the store's root or prefix.
+fn check_key(key: &str) -> Result<(), StoreError> {
+    if key.len() < 8 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        return Err(StoreError::NotFound(key.to_string()));
+    }
+    Ok(())
+}
+
+/// Which byte store to open, with its settings.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// A directory on local disk.
+    Fs { root: PathBuf },
+    /// An S3-compatible object store.
+    S3(S3Config),
+    /// Chunks in the database the server uses.
+    Postgres,
+}
+
+impl StoreConfig {
+    /// Where the bytes are, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Fs { root } => format!("{} (local disk)", root.display()),
+            Self::S3(config) => config.describe(),
+            Self::Postgres => "the database (storage.byte_chunks)".into(),
+        }
+    }
+}
+
+/// Opens the configured byte store, checking that it can be reached (the one place where
+/// `serve` and `gc` get their store).
+pub async fn open(config: &StoreConfig, db: &Database) -> anyhow::Result<Arc<dyn ByteStore>> {
+    match config {
+        StoreConfig::Postgres => {
+            tracing::info!("byte store: the database");
+            Ok(Arc::new(PgStore::new(db.clone())))
+        }
+        StoreConfig::Fs { root } => {
+            let store = FsStore::open(root)
+                .await
+                .with_context(|| format!("opening the byte store at {}", root.display()))?;
+            tracing::info!(root = %root.display(), "byte store: local disk");
+            Ok(Arc::new(store))
+        }
+        StoreConfig::S3(config) => {
+            let store = S3Store::new(config)
+                .with_context(|| format!("configuring the S3 store {}", config.describe()))?;
+            store
+                .check()
+                .await
+                .with_context(|| format!("reaching the S3 store {}", config.describe()))?;
+            tracing::info!(store = %config.describe(), "byte store: S3");
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// A fresh opaque key.

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{ByteRange, ByteStore, ByteStream, StoreError};
+use super::{ByteRange, ByteStore, ByteStream, StoreError, check_key};
 use crate::db::{Database, DbError, Tx};
 
 /// Bytes per chunk row. An empty object is one empty chunk, so every stored key has chunk 0.
@@ -88,11 +88,19 @@ impl ByteStore for PgStore {
     }
 
     async fn put(&self, key: &str, mut body: ByteStream) -> Result<u64, StoreError> {
+        check_key(key)?;
         let tx = self.db.admin_tx().await?;
         let mut chunks = Rechunker::default();
         let (mut seq, mut written) = (0i32, 0u64);
         while let Some(data) = body.next().await {
-            let data = data.map_err(StoreError::Body)?;
+            let data = match data {
+                Ok(data) => data,
+                Err(error) => {
+                    // Gone before returning: nothing of this write is left for anyone to see.
+                    let _ = tx.rollback().await;
+                    return Err(StoreError::Body(error));
+                }
+            };
             written += data.len() as u64;
             for chunk in chunks.push(&data) {
                 tx.execute(WRITE_CHUNK, &[&key, &seq, &chunk])
@@ -115,6 +123,7 @@ impl ByteStore for PgStore {
     }
 
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, StoreError> {
+        check_key(key)?;
         let tx = self.db.snapshot().await?;
         let first = tx
             .query_opt(
@@ -179,6 +188,8 @@ impl ByteStore for PgStore {
     }
 
     async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        check_key(from)?;
+        check_key(to)?;
         let tx = self.db.admin_tx().await?;
         let copied = tx
             .execute(
@@ -195,6 +206,7 @@ impl ByteStore for PgStore {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
         let conn = self.db.admin().await?;
         conn.execute("delete from storage.byte_chunks where key = $1", &[&key])
             .await

@@ -135,6 +135,10 @@ pub struct CopyRequest {
     pub upsert: bool,
 }
 
+/// How often an upsert re-decides between insert and overwrite when concurrent requests keep
+/// creating and deleting its target.
+const SETTLE_ATTEMPTS: u32 = 4;
+
 /// Most names one bulk delete takes.
 pub const MAX_BULK_DELETE: usize = 1000;
 
@@ -226,6 +230,7 @@ impl Storage {
                     operation,
                     &write,
                     overwrite,
+                    upload.upsert,
                     body,
                     &meter,
                     &mimetype,
@@ -245,14 +250,15 @@ impl Storage {
                 name: upload.name,
             });
         }
-        self.check_write(caller, operation, &write, overwrite)
+        let overwrite = self
+            .check_settling(caller, &write, overwrite, upload.upsert)
             .await?;
 
         let key = new_key();
         self.stage(&key).await?;
         let (body, meter) = meter::metered(upload.body, limit);
         if let Err(error) = self.stream_into(&key, body).await {
-            self.discard(&key).await;
+            self.discard_after(&key, &error).await;
             return Err(if meter::exceeded(&meter) {
                 too_large()
             } else {
@@ -261,8 +267,23 @@ impl Storage {
         }
         let measured = meter::finish(&meter);
         let metadata = metadata_json(&measured, &mimetype, &cache_control);
+        let upload_op = |overwrite| {
+            if overwrite {
+                Operation::Overwrite
+            } else {
+                Operation::Upload
+            }
+        };
         match self
-            .commit_write(caller, operation, &write, &key, &metadata, overwrite)
+            .commit_settling(
+                caller,
+                upload_op,
+                &write,
+                &key,
+                &metadata,
+                overwrite,
+                upload.upsert,
+            )
             .await
         {
             Ok(id) => Ok(Stored {
@@ -314,6 +335,18 @@ impl Storage {
         match self.bytes.get(key, range).await {
             Ok(stream) => Ok(stream),
             Err(StoreError::NotFound(_)) => {
+                // Deleted since the row was read (the postgres store removes chunks with their
+                // row): the object is gone, which is a 404, not a fault.
+                let conn = self.db.admin().await?;
+                let current = conn
+                    .query_opt(
+                        "select 1 from storage.objects where id = $1 and version = $2",
+                        &[&row.id, &key],
+                    )
+                    .await?;
+                if current.is_none() {
+                    return Err(Error::ObjectNotFound);
+                }
                 tracing::error!(object = %row.id, key, "an object's bytes are missing");
                 Err(Error::Internal(anyhow::anyhow!(
                     "bytes missing for object {}",
@@ -449,17 +482,19 @@ impl Storage {
             let key = new_key();
             self.stage(&key).await?;
             if let Err(error) = self.bytes.copy(&source_key, &key).await {
-                self.discard(&key).await;
-                return Err(store_error(error));
+                let error = store_error(error);
+                self.discard_after(&key, &error).await;
+                return Err(error);
             }
             match self
-                .commit_write(
+                .commit_settling(
                     caller,
-                    Operation::Copy,
+                    |_| Operation::Copy,
                     &write,
                     &key,
                     &metadata,
                     target.exists,
+                    copy.upsert,
                 )
                 .await
             {
@@ -530,6 +565,93 @@ impl Storage {
         // Dropping the transaction rolls the probe back.
     }
 
+    /// The policy check of an upload; for an upsert whose target was created or deleted since
+    /// it was looked up, checks the other mode instead. Returns whether the write overwrites.
+    async fn check_settling(
+        &self,
+        caller: &Caller,
+        write: &RowWrite<'_>,
+        mut overwrite: bool,
+        upsert: bool,
+    ) -> Result<bool, Error> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let operation = if overwrite {
+                Operation::Overwrite
+            } else {
+                Operation::Upload
+            };
+            match self.check_write(caller, operation, write, overwrite).await {
+                Ok(()) => return Ok(overwrite),
+                Err(error) if upsert && attempts < SETTLE_ATTEMPTS => {
+                    match self.settles(&error, write, overwrite).await? {
+                        Some(next) => overwrite = next,
+                        None => return Err(error),
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Whether a failed probe only means the target changed under a concurrent request, and
+    /// if so the mode to probe next: an insert that collided becomes an overwrite; an overwrite
+    /// that found nothing is decided again from what exists now (a row that policies hide for
+    /// good keeps failing until the attempts run out, and answers 403).
+    async fn settles(
+        &self,
+        error: &Error,
+        write: &RowWrite<'_>,
+        overwrite: bool,
+    ) -> Result<Option<bool>, Error> {
+        Ok(match error {
+            Error::AlreadyExists if !overwrite => Some(true),
+            Error::Forbidden(_) if overwrite => {
+                Some(self.write_target(write.bucket, write.name).await?.exists)
+            }
+            _ => None,
+        })
+    }
+
+    /// Commits like [`Storage::commit_write`]; for an upsert whose target changed since the
+    /// check (created or deleted by a concurrent request), commits in the other mode instead,
+    /// so an upsert never answers 409. Each attempt runs under its own operation name, so the
+    /// policies judge what is really done.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_settling(
+        &self,
+        caller: &Caller,
+        operation: impl Fn(bool) -> Operation,
+        write: &RowWrite<'_>,
+        key: &str,
+        metadata: &Value,
+        mut overwrite: bool,
+        upsert: bool,
+    ) -> Result<Uuid, Error> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = self
+                .commit_write(
+                    caller,
+                    operation(overwrite),
+                    write,
+                    key,
+                    metadata,
+                    overwrite,
+                )
+                .await;
+            match result {
+                Err(Error::AlreadyExists) if upsert && !overwrite && attempts < 3 => {
+                    overwrite = true
+                }
+                Err(Error::Conflict(_)) if upsert && overwrite && attempts < 3 => overwrite = false,
+                other => return other,
+            }
+        }
+    }
+
     /// Writes the row pointing at `key` and commits, in one round trip.
     async fn commit_write(
         &self,
@@ -558,6 +680,7 @@ impl Storage {
         operation: Operation,
         write: &RowWrite<'_>,
         overwrite: bool,
+        upsert: bool,
         mut body: ByteStream,
         meter: &meter::SharedMeter,
         mimetype: &str,
@@ -565,9 +688,36 @@ impl Storage {
     ) -> Result<Uuid, Error> {
         let tx = self.begin(caller, operation).await?;
         // The policy check comes before any byte is written, as on every store.
-        tx.batch("savepoint probe").await?;
-        probe_write(&tx, write, overwrite).await?;
-        tx.batch("rollback to savepoint probe").await?;
+        let mut overwrite = overwrite;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            tx.batch("savepoint probe").await?;
+            let probed = probe_write(&tx, write, overwrite).await;
+            tx.batch("rollback to savepoint probe").await?;
+            let error = match probed {
+                Ok(()) => break,
+                Err(error) => error,
+            };
+            let next = match upsert && attempts < SETTLE_ATTEMPTS {
+                true => self.settles(&error, write, overwrite).await?,
+                false => None,
+            };
+            let Some(next) = next else {
+                return Err(error);
+            };
+            overwrite = next;
+            let operation = if overwrite {
+                Operation::Overwrite
+            } else {
+                Operation::Upload
+            };
+            tx.execute(
+                "select set_config('storage.operation', $1, true)",
+                &[&operation.as_str()],
+            )
+            .await?;
+        }
         let key = new_key();
         let lease = self.limits.upload_lease.as_secs_f64();
         tx.execute("select storage.stage_key($1, $2)", &[&key, &lease])
@@ -591,7 +741,7 @@ impl Storage {
             None => 0,
         };
         let metadata = metadata_json(&meter::finish(meter), mimetype, cache_control);
-        let id = write_row(&tx, write, &key, &metadata, overwrite).await?;
+        let id = write_row_settling(&tx, write, &key, &metadata, overwrite, upsert).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -668,6 +818,18 @@ impl Storage {
         conn.execute(&statement, &[&key, &self.limits.upload_lease.as_secs_f64()])
             .await?;
         Ok(())
+    }
+
+    /// Frees a staged key whose write to the store failed with `error`. When the store itself
+    /// failed (unreachable, stalled, 5xx), asking it again would only keep the client waiting
+    /// for a second timeout: the key stays staged and the collector frees it once its lease has
+    /// run out.
+    async fn discard_after(&self, key: &str, error: &Error) {
+        if let Error::Unavailable(reason) = error {
+            tracing::warn!(key, %reason, "a write failed in the byte store; the collector will free its key");
+            return;
+        }
+        self.discard(key).await;
     }
 
     /// Frees a staged key whose write failed: bytes first, then the journal entry. If either
@@ -749,6 +911,43 @@ async fn write_row(
         .await
         .map_err(write_error)?;
     written_id(overwrite, id, &rows)
+}
+
+/// [`write_row`] inside an upload's transaction; for an upsert whose target was created or
+/// deleted concurrently, writes in the other mode, under that mode's operation name.
+async fn write_row_settling(
+    tx: &Tx,
+    write: &RowWrite<'_>,
+    key: &str,
+    metadata: &Value,
+    mut overwrite: bool,
+    upsert: bool,
+) -> Result<Uuid, Error> {
+    if !upsert {
+        return write_row(tx, write, key, metadata, overwrite).await;
+    }
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        tx.batch("savepoint row").await?;
+        match write_row(tx, write, key, metadata, overwrite).await {
+            Err(Error::AlreadyExists) if !overwrite && attempts < SETTLE_ATTEMPTS => {}
+            Err(Error::Conflict(_)) if overwrite && attempts < SETTLE_ATTEMPTS => {}
+            other => return other,
+        }
+        tx.batch("rollback to savepoint row").await?;
+        overwrite = !overwrite;
+        let operation = if overwrite {
+            Operation::Overwrite
+        } else {
+            Operation::Upload
+        };
+        tx.execute(
+            "select set_config('storage.operation', $1, true)",
+            &[&operation.as_str()],
+        )
+        .await?;
+    }
 }
 
 /// Runs the caller's policies on the row about to be written (the caller rolls it back).

@@ -148,6 +148,15 @@ impl Tx {
         Ok(rows)
     }
 
+    /// Ends the transaction without its changes, waiting until the server has done so.
+    pub async fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
+        let result = self.conn().batch_execute("rollback").await;
+        if result.is_ok() {
+            self.conn = None;
+        }
+        result
+    }
+
     pub async fn commit(mut self) -> Result<(), tokio_postgres::Error> {
         let result = self.conn().batch_execute("commit").await;
         if result.is_ok() {

@@ -7,15 +7,25 @@
 //!
 //! Every test gets a fresh database cloned from a migrated template, and its own in-process
 //! server on a free port, talked to over real HTTP.
+//!
+//! Byte stores: `PGSTORAGE_TEST_BACKEND` (`fs`, the default, or `s3`) picks the store of every
+//! test server, so the REST suites run against each. The S3 store talks to a real
+//! S3-compatible server, moto, started once per machine like the cluster (see [`moto_port`]);
+//! every test gets its own bucket.
 #![allow(dead_code)]
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use clap::ValueEnum;
+use futures::{StreamExt, TryStreamExt};
 use nix::fcntl::{Flock, FlockArg};
+use object_store::ObjectStore;
 use pgstorage::auth::{Authenticator, Identity, JwtKeys};
-use pgstorage::bytes::FsStore;
+use pgstorage::bytes::{ByteStore, FsStore, PgStore, S3Config, S3Store};
+use pgstorage::config::Backend;
 use pgstorage::core::{Caller, Limits, Storage};
 use pgstorage::db::embedded::{self, ClusterDir};
 use pgstorage::db::{Database, migrate};
@@ -175,7 +185,7 @@ async fn drop_stale_databases(client: &tokio_postgres::Client) {
     }
 }
 
-fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -183,6 +193,7 @@ fn unix_now() -> u64 {
 }
 
 /// A fresh, migrated database for one test.
+#[derive(Clone)]
 pub struct TestDb {
     pub name: String,
     /// Superuser on this database (to create policies, tables, fixtures).
@@ -261,14 +272,12 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("fixture SQL failed: {e:?}\n{sql}"));
     }
 
-    /// A core over this database with a throwaway byte store.
+    /// A core over this database with a throwaway byte store (of the test backend).
     pub async fn storage(&self, pool_size: usize) -> Storage {
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join("stores")
-            .join(&self.name);
+        let store = TestStore::new(test_backend(), &self.name).await;
         Storage::new(
             self.database(pool_size),
-            Arc::new(FsStore::open(root).await.unwrap()),
+            store.open().await,
             Limits::default(),
         )
     }
@@ -341,12 +350,19 @@ pub fn caller(role: &str, sub: Option<&str>) -> Caller {
     })
 }
 
+/// Changes made to a test server's S3 settings (endpoint, timeouts) before its store opens.
+pub type S3Tweak = Arc<dyn Fn(&mut S3Config) + Send + Sync>;
+
 /// Options for a test server.
 #[derive(Clone)]
 pub struct Options {
     pub max_file_size: u64,
     pub pool_size: usize,
     pub upload_lease: Duration,
+    /// The byte store (default: `PGSTORAGE_TEST_BACKEND`, else fs).
+    pub backend: Backend,
+    /// With the S3 backend: changes to the store's settings.
+    pub s3_tweak: Option<S3Tweak>,
 }
 
 impl Default for Options {
@@ -355,15 +371,395 @@ impl Default for Options {
             max_file_size: 50 * 1024 * 1024 * 1024,
             pool_size: 8,
             upload_lease: Duration::from_secs(60),
+            backend: test_backend(),
+            s3_tweak: None,
         }
+    }
+}
+
+/// The byte store the tests run on: `PGSTORAGE_TEST_BACKEND` (fs|s3), fs when unset.
+pub fn test_backend() -> Backend {
+    match std::env::var("PGSTORAGE_TEST_BACKEND") {
+        Ok(name) if !name.is_empty() => Backend::from_str(&name, true).unwrap_or_else(|_| {
+            panic!("PGSTORAGE_TEST_BACKEND={name}: expected fs, s3 or postgres")
+        }),
+        _ => Backend::Fs,
+    }
+}
+
+/// Where a test keeps its bytes: a fresh directory or a fresh S3 bucket.
+#[derive(Clone)]
+pub enum TestStore {
+    Fs {
+        root: PathBuf,
+    },
+    S3 {
+        port: u16,
+        config: S3Config,
+    },
+    /// Chunks in the test database named by the store's name.
+    Postgres {
+        admin: tokio_postgres::Config,
+    },
+}
+
+impl TestStore {
+    /// A fresh, empty store named after `name` (a test database name or any unique text).
+    pub async fn new(backend: Backend, name: &str) -> Self {
+        match backend {
+            Backend::Fs => Self::Fs {
+                root: PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                    .join("stores")
+                    .join(name),
+            },
+            Backend::S3 => {
+                let port = moto_port().await;
+                let bucket = name.replace('_', "-").to_ascii_lowercase();
+                create_bucket(port, &bucket).await;
+                let mut config = S3Config::new(bucket);
+                config.endpoint = Some(moto_url(port));
+                config.region = Some("us-east-1".into());
+                config.access_key_id = Some("testing".into());
+                config.secret_access_key = Some("testing".into());
+                config.force_path_style = true;
+                config.request_timeout = Duration::from_secs(60);
+                Self::S3 { port, config }
+            }
+            Backend::Postgres => {
+                let mut admin = server().await.admin;
+                admin.dbname(name);
+                Self::Postgres { admin }
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Fs { .. } => Backend::Fs,
+            Self::S3 { .. } => Backend::S3,
+            Self::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    /// Applies `tweak` to the S3 settings (no-op for fs).
+    pub fn tweak(&mut self, tweak: Option<&S3Tweak>) {
+        if let (Self::S3 { config, .. }, Some(tweak)) = (self, tweak) {
+            tweak(config);
+        }
+    }
+
+    /// The store itself (not checked for reachability: tests point some at dead endpoints).
+    pub async fn open(&self) -> Arc<dyn ByteStore> {
+        match self {
+            Self::Fs { root } => Arc::new(FsStore::open(root).await.unwrap()),
+            Self::S3 { config, .. } => Arc::new(S3Store::new(config).unwrap()),
+            Self::Postgres { admin } => Arc::new(PgStore::new(
+                Database::new(admin.clone(), admin.clone(), 4).unwrap(),
+            )),
+        }
+    }
+
+    /// Flags that point a `pgstorage` process at this store.
+    pub fn server_args(&self) -> Vec<String> {
+        match self {
+            Self::Fs { root } => vec![
+                "--backend".into(),
+                "fs".into(),
+                "--fs-root".into(),
+                root.display().to_string(),
+            ],
+            Self::S3 { port, config } => vec![
+                "--backend".into(),
+                "s3".into(),
+                "--s3-endpoint".into(),
+                moto_url(*port),
+                "--s3-region".into(),
+                "us-east-1".into(),
+                "--s3-bucket".into(),
+                config.bucket.clone(),
+                "--s3-access-key-id".into(),
+                "testing".into(),
+                "--s3-secret-access-key".into(),
+                "testing".into(),
+                "--s3-force-path-style".into(),
+            ],
+            Self::Postgres { .. } => vec!["--backend".into(), "postgres".into()],
+        }
+    }
+
+    /// How many keys hold bytes (files under `objects/`, or objects in the bucket).
+    pub async fn stored_keys(&self) -> usize {
+        self.stored_key_names().await.len()
+    }
+
+    /// The keys holding bytes, sorted.
+    pub async fn stored_key_names(&self) -> Vec<String> {
+        let mut names = match self {
+            Self::Fs { root } => {
+                let mut names = Vec::new();
+                collect_file_names(&root.join("objects"), &mut names);
+                names
+            }
+            Self::S3 { port, config } => s3_client(*port, &config.bucket)
+                .list(None)
+                .map_ok(|meta| meta.location.filename().unwrap_or_default().to_string())
+                .try_collect()
+                .await
+                .expect("listing the test bucket"),
+            Self::Postgres { admin } => pgstorage::db::connect(admin)
+                .await
+                .unwrap()
+                .query("select distinct key from storage.byte_chunks", &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get(0))
+                .collect(),
+        };
+        names.sort();
+        names
+    }
+
+    /// Whether `key` holds bytes.
+    pub async fn key_exists(&self, key: &str) -> bool {
+        self.stored_key_names().await.iter().any(|k| k == key)
+    }
+
+    /// Writes in progress or left behind: temporary files (fs) or open multipart uploads (S3).
+    pub async fn partial_writes(&self) -> usize {
+        match self {
+            Self::Fs { root } => count_files(&root.join("tmp")),
+            Self::S3 { port, config } => {
+                let text = reqwest::get(format!("{}/{}?uploads", moto_url(*port), config.bucket))
+                    .await
+                    .expect("listing multipart uploads")
+                    .text()
+                    .await
+                    .unwrap();
+                assert!(
+                    !text.contains("<IsTruncated>true"),
+                    "too many multipart uploads"
+                );
+                text.matches("<Upload>").count()
+            }
+            // Chunks of an unfinished write are never visible to others; count the transactions
+            // still writing them.
+            Self::Postgres { admin } => {
+                let client = pgstorage::db::connect(admin).await.unwrap();
+                let open: i64 = client
+                    .query_one(
+                        "select count(*) from pg_stat_activity \
+                         where datname = current_database() and pid <> pg_backend_pid() \
+                           and xact_start is not null \
+                           and (query like '%byte_chunks%' or query like '%write_chunk%')",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                open as usize
+            }
+        }
+    }
+}
+
+fn collect_file_names(dir: &std::path::Path, names: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_file_names(&path, names);
+        } else {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// A plain client on a test bucket, straight to moto (whatever endpoint the server under test
+/// was given), for looking at what the store left there.
+fn s3_client(port: u16, bucket: &str) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(moto_url(port))
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_bucket_name(bucket)
+        .with_access_key_id("testing")
+        .with_secret_access_key("testing")
+        .build()
+        .unwrap()
+}
+
+fn moto_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Creates a bucket on moto (which takes unsigned requests).
+pub async fn create_bucket(port: u16, bucket: &str) {
+    let response = reqwest::Client::new()
+        .put(format!("{}/{bucket}", moto_url(port)))
+        .send()
+        .await
+        .expect("creating a test bucket on moto");
+    assert!(
+        response.status().is_success(),
+        "creating bucket {bucket}: {}",
+        response.text().await.unwrap_or_default()
+    );
+}
+
+static MOTO: OnceLock<u16> = OnceLock::new();
+
+/// The port of the shared moto server, started by whichever test gets there first (under a file
+/// lock; its pid and port are kept under `target/tmp/pgstorage-test-moto`). It keeps running
+/// between test processes; `.ci/run` stops it at the end.
+pub async fn moto_port() -> u16 {
+    if let Some(port) = MOTO.get() {
+        return *port;
+    }
+    let port = prepare_moto().await;
+    let _ = MOTO.set(port);
+    port
+}
+
+fn moto_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pgstorage-test-moto")
+}
+
+/// `moto_server` from the virtualenv `scripts/install-s3-deps` creates.
+fn moto_server_binary() -> PathBuf {
+    let venv = std::env::var("PGSTORAGE_MOTO_VENV").unwrap_or_else(|_| ".venv/moto".into());
+    let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(venv)
+        .join("bin")
+        .join("moto_server");
+    assert!(
+        binary.is_file(),
+        "moto is not installed ({} is missing): the S3 store is tested against a moto server; \
+         install it with `scripts/install-s3-deps` (a virtualenv at .venv/moto with \
+         tests/s3/requirements.txt)",
+        binary.display()
+    );
+    binary
+}
+
+async fn moto_answers(port: u16) -> bool {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    matches!(client.get(moto_url(port)).send().await, Ok(r) if r.status().is_success())
+}
+
+async fn prepare_moto() -> u16 {
+    let root = moto_root();
+    std::fs::create_dir_all(&root).expect("creating the moto directory");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(root.join("harness.lock"))
+        .expect("opening the moto lock");
+    let _lock = tokio::task::spawn_blocking(move || {
+        Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| e)
+    })
+    .await
+    .unwrap()
+    .expect("locking the moto server");
+
+    let recorded = |name: &str| -> Option<u32> {
+        std::fs::read_to_string(root.join(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    if let (Some(pid), Some(port)) = (recorded("pid"), recorded("port")) {
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok();
+        if alive && moto_answers(port as u16).await {
+            drop_stale_buckets(port as u16).await;
+            return port as u16;
+        }
+    }
+
+    let binary = moto_server_binary();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let log_path = root.join("moto.log");
+    let log = std::fs::File::create(&log_path).expect("creating the moto log");
+    let mut child = std::process::Command::new(&binary)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !moto_answers(port).await {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "moto exited ({status}) at start-up:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "moto did not start within 60 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::write(root.join("pid"), child.id().to_string()).unwrap();
+    std::fs::write(root.join("port"), port.to_string()).unwrap();
+    // moto outlives this process on purpose; it is not our child to reap.
+    std::mem::forget(child);
+    port
+}
+
+/// Empties and removes test buckets left by runs more than two hours ago (moto keeps everything
+/// until it stops), at most once every ten minutes.
+async fn drop_stale_buckets(port: u16) {
+    let marker = moto_root().join("last-sweep");
+    let recent = std::fs::metadata(&marker)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(600));
+    if recent {
+        return;
+    }
+    let _ = std::fs::write(&marker, "");
+    let Ok(response) = reqwest::get(moto_url(port)).await else {
+        return;
+    };
+    let listing = response.text().await.unwrap_or_default();
+    let now = unix_now();
+    for name in listing
+        .split("<Name>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</Name>").next())
+    {
+        let created: u64 = name
+            .split('-')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(now);
+        if now.saturating_sub(created) <= 7200 {
+            continue;
+        }
+        let client = s3_client(port, name);
+        let objects = client.list(None).map_ok(|meta| meta.location).boxed();
+        let _: Vec<_> = client.delete_stream(objects).collect().await;
+        let _ = reqwest::Client::new()
+            .delete(format!("{}/{name}", moto_url(port)))
+            .send()
+            .await;
     }
 }
 
 /// A pgstorage server on a free local port, over its own fresh database.
 pub struct TestServer {
     pub url: String,
-    /// Root of this server's local-disk byte store.
-    pub fs_root: PathBuf,
+    /// This server's byte store.
+    pub store: TestStore,
     pub db: TestDb,
     pub storage: Storage,
     pub http: reqwest::Client,
@@ -380,13 +776,17 @@ impl TestServer {
     }
 
     pub async fn start_on(db: TestDb, options: Options) -> Self {
-        let fs_root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join("stores")
-            .join(&db.name);
-        let bytes = FsStore::open(&fs_root).await.unwrap();
+        let mut store = TestStore::new(options.backend, &db.name).await;
+        store.tweak(options.s3_tweak.as_ref());
+        Self::start_with_store(db, store, options).await
+    }
+
+    /// A server over `db` whose bytes go to `store` (two servers may share one).
+    pub async fn start_with_store(db: TestDb, store: TestStore, options: Options) -> Self {
+        let bytes = store.open().await;
         let storage = Storage::new(
             db.database(options.pool_size),
-            Arc::new(bytes),
+            bytes,
             Limits {
                 max_file_size: options.max_file_size,
                 upload_lease: options.upload_lease,
@@ -407,11 +807,21 @@ impl TestServer {
         tokio::spawn(http::serve(listener, app, std::future::pending()));
         Self {
             url,
-            fs_root,
+            store,
             db,
             storage,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// How many keys hold bytes in this server's store.
+    pub async fn stored_keys(&self) -> usize {
+        self.store.stored_keys().await
+    }
+
+    /// Whether `key` holds bytes in this server's store.
+    pub async fn key_exists(&self, key: &str) -> bool {
+        self.store.key_exists(key).await
     }
 
     pub fn service_key(&self) -> String {

@@ -1,7 +1,7 @@
-//! Helpers shared by the object route tests: what is on disk, in the journal and in the row.
+//! Helpers shared by the object route tests: what is in the byte store, in the journal and in
+//! the row.
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -14,37 +14,9 @@ use crate::common::{TestServer, json_of};
 /// Longest a single raw request may take.
 const RAW_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Regular files under the byte store's `objects/` directory (recursive).
-pub fn stored_files(server: &TestServer) -> usize {
-    fn walk(dir: &Path) -> usize {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .map(|entry| {
-                let entry = entry.unwrap();
-                let kind = entry.file_type().unwrap();
-                if kind.is_dir() {
-                    walk(&entry.path())
-                } else if kind.is_file() {
-                    1
-                } else {
-                    0
-                }
-            })
-            .sum()
-    }
-    walk(&server.fs_root.join("objects"))
-}
-
-/// Where the fs store keeps the bytes of `key`.
-pub fn key_path(server: &TestServer, key: &str) -> std::path::PathBuf {
-    server
-        .fs_root
-        .join("objects")
-        .join(&key[0..2])
-        .join(&key[2..4])
-        .join(key)
+/// How many keys hold bytes in the server's byte store (whichever backend it runs on).
+pub async fn stored_files(server: &TestServer) -> usize {
+    server.stored_keys().await
 }
 
 /// The byte journal as (key, state), oldest first.
