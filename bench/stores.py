@@ -67,7 +67,7 @@ class Server:
             urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{moto_port}/bench", method="PUT"))
             args += ["--s3-endpoint", f"http://127.0.0.1:{moto_port}", "--s3-bucket", "bench",
                      "--s3-region", "us-east-1", "--s3-access-key-id", "x", "--s3-secret-access-key", "x",
-                     "--s3-force-path-style", "true"]
+                     "--s3-force-path-style"]
         self.out = open(f"{work}/out.log", "w+")
         self.process = subprocess.Popen(args, stdout=self.out, stderr=open(f"{work}/err.log", "w"))
         deadline = time.time() + 120
