@@ -207,11 +207,7 @@ impl Storage {
             (true, false) => return Err(Error::AlreadyExists),
             (exists, _) => exists,
         };
-        let operation = if overwrite {
-            Operation::Overwrite
-        } else {
-            Operation::Upload
-        };
+        let operation = write_operation(overwrite);
         let cache_control = upload
             .cache_control
             .clone()
@@ -267,17 +263,10 @@ impl Storage {
         }
         let measured = meter::finish(&meter);
         let metadata = metadata_json(&measured, &mimetype, &cache_control);
-        let upload_op = |overwrite| {
-            if overwrite {
-                Operation::Overwrite
-            } else {
-                Operation::Upload
-            }
-        };
         match self
             .commit_settling(
                 caller,
-                upload_op,
+                write_operation,
                 &write,
                 &key,
                 &metadata,
@@ -577,11 +566,7 @@ impl Storage {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let operation = if overwrite {
-                Operation::Overwrite
-            } else {
-                Operation::Upload
-            };
+            let operation = write_operation(overwrite);
             match self.check_write(caller, operation, write, overwrite).await {
                 Ok(()) => return Ok(overwrite),
                 Err(error) if upsert && attempts < SETTLE_ATTEMPTS => {
@@ -707,16 +692,7 @@ impl Storage {
                 return Err(error);
             };
             overwrite = next;
-            let operation = if overwrite {
-                Operation::Overwrite
-            } else {
-                Operation::Upload
-            };
-            tx.execute(
-                "select set_config('storage.operation', $1, true)",
-                &[&operation.as_str()],
-            )
-            .await?;
+            switch_operation(&tx, write_operation(overwrite)).await?;
         }
         let key = new_key();
         let lease = self.limits.upload_lease.as_secs_f64();
@@ -913,6 +889,26 @@ async fn write_row(
     written_id(overwrite, id, &rows)
 }
 
+/// The operation of a write: an overwrite of an existing object, or the upload of a new one.
+fn write_operation(overwrite: bool) -> Operation {
+    if overwrite {
+        Operation::Overwrite
+    } else {
+        Operation::Upload
+    }
+}
+
+/// Switches the operation a transaction runs under (what `storage.operation()` answers), when a
+/// write changes mode half-way.
+async fn switch_operation(tx: &Tx, operation: Operation) -> Result<(), Error> {
+    tx.execute(
+        "select set_config('storage.operation', $1, true)",
+        &[&operation.as_str()],
+    )
+    .await?;
+    Ok(())
+}
+
 /// [`write_row`] inside an upload's transaction; for an upsert whose target was created or
 /// deleted concurrently, writes in the other mode, under that mode's operation name.
 async fn write_row_settling(
@@ -937,16 +933,7 @@ async fn write_row_settling(
         }
         tx.batch("rollback to savepoint row").await?;
         overwrite = !overwrite;
-        let operation = if overwrite {
-            Operation::Overwrite
-        } else {
-            Operation::Upload
-        };
-        tx.execute(
-            "select set_config('storage.operation', $1, true)",
-            &[&operation.as_str()],
-        )
-        .await?;
+        switch_operation(tx, write_operation(overwrite)).await?;
     }
 }
 
