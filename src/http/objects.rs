@@ -283,11 +283,7 @@ async fn info(
     CallerExt(caller): CallerExt,
     Path((bucket, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let row = state
-        .storage
-        .object(&caller, Operation::Info, &bucket, &name)
-        .await?;
-    Ok(Json(info_json(&row)))
+    object_info(&state, &caller, &bucket, &name).await
 }
 
 async fn info_public(
@@ -295,9 +291,18 @@ async fn info_public(
     PublicCaller(caller): PublicCaller,
     Path((bucket, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    object_info(&state, &caller, &bucket, &name).await
+}
+
+async fn object_info(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &str,
+    name: &str,
+) -> Result<Json<Value>, ApiError> {
     let row = state
         .storage
-        .object(&caller, Operation::Info, &bucket, &name)
+        .object(caller, Operation::Info, bucket, name)
         .await?;
     Ok(Json(info_json(&row)))
 }

@@ -28,7 +28,6 @@ use crate::auth::Identity;
 use crate::auth::signed_url::{
     self, MAX_EXPIRES_IN, Scope, SignedToken, SignedUrlError, UPLOAD_URL_LIFETIME, UploadGrant,
 };
-use crate::core::objects::Upload;
 use crate::core::{Caller, Error};
 
 pub fn routes() -> Router<AppState> {
@@ -234,25 +233,14 @@ async fn signed_upload(
         role: None,
         upsert: false,
     });
-    let parsed = upload_body::parse(&headers, body).await?;
+    let upload = upload_body::parse(&headers, body).await?.into_upload(
+        bucket,
+        name,
+        grant.upsert,
+        grant.owner,
+    );
     let caller = privileged_caller(&method, &uri, &headers);
-    let stored = state
-        .storage
-        .upload(
-            &caller,
-            Upload {
-                bucket,
-                name,
-                body: parsed.body,
-                declared_length: parsed.declared_length,
-                content_type: parsed.content_type,
-                cache_control: parsed.cache_control,
-                user_metadata: parsed.user_metadata,
-                upsert: grant.upsert,
-                owner: grant.owner,
-            },
-        )
-        .await?;
+    let stored = state.storage.upload(&caller, upload).await?;
     Ok(Json(json!({
         "Id": stored.id,
         "Key": format!("{}/{}", stored.bucket, stored.name),

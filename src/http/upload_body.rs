@@ -20,6 +20,29 @@ pub struct UploadBody {
     pub user_metadata: Option<Value>,
 }
 
+impl UploadBody {
+    /// The core's upload of this body to `bucket`/`name`.
+    pub fn into_upload(
+        self,
+        bucket: String,
+        name: String,
+        upsert: bool,
+        owner: Option<String>,
+    ) -> crate::core::objects::Upload {
+        crate::core::objects::Upload {
+            bucket,
+            name,
+            body: self.body,
+            declared_length: self.declared_length,
+            content_type: self.content_type,
+            cache_control: self.cache_control,
+            user_metadata: self.user_metadata,
+            upsert,
+            owner,
+        }
+    }
+}
+
 /// Text fields a multipart form may carry before its file part.
 const MAX_FORM_FIELDS: usize = 10;
 /// Largest user metadata accepted, as JSON text.
