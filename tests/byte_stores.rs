@@ -245,7 +245,9 @@ macro_rules! conformance {
         mod $module {
             use super::*;
 
-            async fn store() -> (Arc<dyn ByteStore>, TestStore) {
+            /// The store, a handle to inspect it, and (postgres) the database that holds it,
+            /// which is dropped with the last handle.
+            async fn store() -> (Arc<dyn ByteStore>, TestStore, Option<common::TestDb>) {
                 // `<tag>-<unix time>-...`, so the harness can tell stale buckets.
                 let name = format!(
                     "bs-{}-{}-{}",
@@ -253,14 +255,15 @@ macro_rules! conformance {
                     stringify!($module),
                     uuid::Uuid::new_v4().simple()
                 );
-                let name = if $backend == Backend::Postgres {
-                    // The postgres store lives in a database of its own.
-                    common::TestDb::new().await.name
+                // The postgres store lives in a database of its own.
+                let db = if $backend == Backend::Postgres {
+                    Some(common::TestDb::new().await)
                 } else {
-                    name
+                    None
                 };
+                let name = db.as_ref().map_or(name, |db| db.name.clone());
                 let inspect = TestStore::new($backend, &name).await;
-                (inspect.open().await, inspect)
+                (inspect.open().await, inspect, db)
             }
 
             #[tokio::test]
@@ -295,19 +298,19 @@ macro_rules! conformance {
 
             #[tokio::test]
             async fn failed_bodies_leave_nothing() {
-                let (store, inspect) = store().await;
+                let (store, inspect, _db) = store().await;
                 cases::failed_bodies_leave_nothing(&*store, &inspect).await;
             }
 
             #[tokio::test]
             async fn abandoned_writes_leave_nothing() {
-                let (store, inspect) = store().await;
+                let (store, inspect, _db) = store().await;
                 cases::abandoned_writes_leave_nothing(&*store, &inspect).await;
             }
 
             #[tokio::test]
             async fn keys_never_escape() {
-                let (store, inspect) = store().await;
+                let (store, inspect, _db) = store().await;
                 cases::keys_never_escape(&*store, &inspect).await;
             }
         }

@@ -200,6 +200,50 @@ pub struct TestDb {
     pub admin: tokio_postgres::Config,
     /// The NOINHERIT request role on this database.
     pub request: tokio_postgres::Config,
+    _cleanup: Arc<Cleanup>,
+}
+
+/// Drops a test's database and its local byte store when the last handle to it goes away, so a
+/// full run does not leave gigabytes behind. A test that panicked keeps both for a post-mortem
+/// (as does `PGSTORAGE_TEST_KEEP=1`); [`drop_stale_databases`] sweeps them up later.
+struct Cleanup {
+    name: String,
+    /// A superuser on the `postgres` database.
+    server: tokio_postgres::Config,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("PGSTORAGE_TEST_KEEP").is_some() {
+            return;
+        }
+        let name = self.name.clone();
+        let server = self.server.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its own
+        // runtime can.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let client = pgstorage::db::connect(&server).await.ok()?;
+                client
+                    .batch_execute(&format!("drop database if exists {name} with (force)"))
+                    .await
+                    .ok()
+            })?;
+            let _ = std::fs::remove_dir_all(fs_store_root(&name));
+            Some(())
+        })
+        .join();
+    }
+}
+
+fn fs_store_root(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("stores")
+        .join(name)
 }
 
 impl TestDb {
@@ -221,10 +265,15 @@ impl TestDb {
         if server.external {
             request.password(TEST_REQUEST_PASSWORD);
         }
+        let cleanup = Arc::new(Cleanup {
+            name: name.clone(),
+            server: server.admin.clone(),
+        });
         Self {
             name,
             admin,
             request,
+            _cleanup: cleanup,
         }
     }
 
@@ -241,10 +290,15 @@ impl TestDb {
         admin.dbname(&name);
         let mut request = admin.clone();
         request.user(embedded::REQUEST_ROLE);
+        let cleanup = Arc::new(Cleanup {
+            name: name.clone(),
+            server: server.admin.clone(),
+        });
         Self {
             name,
             admin,
             request,
+            _cleanup: cleanup,
         }
     }
 
@@ -408,9 +462,7 @@ impl TestStore {
     pub async fn new(backend: Backend, name: &str) -> Self {
         match backend {
             Backend::Fs => Self::Fs {
-                root: PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                    .join("stores")
-                    .join(name),
+                root: fs_store_root(name),
             },
             Backend::S3 => {
                 let port = moto_port().await;
