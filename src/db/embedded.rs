@@ -4,6 +4,7 @@
 //! Layout under the data directory: `postgres/` (PGDATA), `run/` (the socket), `postgres.log`
 //! and `pgstorage.lock` (held while a server uses the directory).
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -404,21 +405,38 @@ fn unprivileged_user() -> anyhow::Result<User> {
 /// Finds the directory holding `initdb` and `postgres`: on PATH, through `pg_config --bindir`,
 /// or the newest `/usr/lib/postgresql/*/bin`.
 pub fn find_postgres_binaries() -> anyhow::Result<PathBuf> {
+    search_postgres_binaries(
+        std::env::var_os("PATH").as_deref(),
+        Path::new("/usr/lib/postgresql"),
+    )
+}
+
+/// [`find_postgres_binaries`] over a given PATH and Debian-style versioned root.
+fn search_postgres_binaries(
+    path: Option<&OsStr>,
+    versioned_root: &Path,
+) -> anyhow::Result<PathBuf> {
     let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if has_both(&dir) {
-                // Follow symlinks (Debian links into /usr/lib/postgresql/N/bin) so that all
-                // binaries come from one installation.
-                let real = dir.join("postgres").canonicalize()?;
-                if let Some(parent) = real.parent().filter(|p| has_both(p)) {
-                    return Ok(parent.to_path_buf());
-                }
-                return Ok(dir);
+    let path_dirs: Vec<PathBuf> = path
+        .map(|p| std::env::split_paths(p).collect())
+        .unwrap_or_default();
+    for dir in &path_dirs {
+        if has_both(dir) {
+            // Follow symlinks (Debian links into /usr/lib/postgresql/N/bin) so that all
+            // binaries come from one installation.
+            let real = dir.join("postgres").canonicalize()?;
+            if let Some(parent) = real.parent().filter(|p| has_both(p)) {
+                return Ok(parent.to_path_buf());
             }
+            return Ok(dir.clone());
         }
     }
-    if let Ok(output) = Command::new("pg_config").arg("--bindir").output()
+    let pg_config = path_dirs
+        .iter()
+        .map(|dir| dir.join("pg_config"))
+        .find(|p| p.is_file());
+    if let Some(pg_config) = pg_config
+        && let Ok(output) = Command::new(pg_config).arg("--bindir").output()
         && output.status.success()
     {
         let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
@@ -426,7 +444,7 @@ pub fn find_postgres_binaries() -> anyhow::Result<PathBuf> {
             return Ok(dir);
         }
     }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(versioned_root)
         .into_iter()
         .flatten()
         .flatten()
@@ -441,9 +459,75 @@ pub fn find_postgres_binaries() -> anyhow::Result<PathBuf> {
         Some((_, bin)) => Ok(bin),
         None => bail!(
             "PostgreSQL server binaries (initdb, postgres) were not found on PATH, through \
-             `pg_config --bindir`, or under /usr/lib/postgresql/*/bin. Install PostgreSQL \
+             `pg_config --bindir`, or under {}/*/bin. Install PostgreSQL \
              (Debian/Ubuntu: apt-get install postgresql) or pass --database-url to use an \
-             existing database"
+             existing database",
+            versioned_root.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory removed at the end of the test.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!("pgstorage-bins-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        /// Creates `initdb` and `postgres` (empty files are enough for the search) in `dir`.
+        fn install(&self, dir: &str) -> PathBuf {
+            let bin = self.0.join(dir);
+            std::fs::create_dir_all(&bin).unwrap();
+            for name in ["initdb", "postgres"] {
+                std::fs::write(bin.join(name), b"").unwrap();
+            }
+            bin
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn no_binaries_says_what_to_install_or_pass() {
+        let scratch = Scratch::new();
+        let empty = scratch.0.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let error = search_postgres_binaries(Some(empty.as_os_str()), &scratch.0.join("none"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("apt-get install postgresql"), "{error}");
+        assert!(error.contains("--database-url"), "{error}");
+        assert!(error.contains("initdb"), "{error}");
+    }
+
+    #[test]
+    fn path_wins_over_versioned_installs() {
+        let scratch = Scratch::new();
+        let on_path = scratch.install("path-bin");
+        scratch.install("lib/17/bin");
+        let found =
+            search_postgres_binaries(Some(on_path.as_os_str()), &scratch.0.join("lib")).unwrap();
+        assert_eq!(found, on_path.canonicalize().unwrap());
+    }
+
+    #[test]
+    fn newest_versioned_install_is_chosen_numerically() {
+        let scratch = Scratch::new();
+        scratch.install("lib/9/bin");
+        let newest = scratch.install("lib/15/bin");
+        scratch.install("lib/not-a-version/bin");
+        let found = search_postgres_binaries(None, &scratch.0.join("lib")).unwrap();
+        assert_eq!(found, newest);
     }
 }
