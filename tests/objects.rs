@@ -1260,3 +1260,36 @@ async fn an_overwrite_releases_the_old_bytes_for_the_collector() {
         b"version two"
     );
 }
+
+/// A refusal that comes before the body has been read (an existing key, a policy, a declared or
+/// streamed size over the limit) reaches a client that is still sending a large body, rather
+/// than the client seeing the connection close under it.
+#[tokio::test]
+async fn early_refusals_reach_a_client_still_sending_a_large_body() {
+    let (server, key) = server_with_bucket("docs").await;
+    create_bucket_with(&server, json!({"name": "small", "file_size_limit": 1000})).await;
+    let (status, _) = upload(&server, &key, "docs", "taken", b"first".to_vec(), false).await;
+    assert_eq!(status, 200);
+    // Far more than loopback socket buffers hold, so the client is mid-send when refused.
+    let big = vec![3u8; 16 << 20];
+
+    let (status, body) = upload(&server, &key, "docs", "taken", big.clone(), false).await;
+    assert_error(status, &body, 409, "KeyAlreadyExists");
+    let (status, body) = upload(&server, &key, "small", "big", big.clone(), false).await;
+    assert_error(status, &body, 413, "EntityTooLarge");
+    let (status, body) = json_of(
+        call(&server, Method::POST, "/object/small/streamed", Some(&key))
+            .body(chunked(big.clone(), 64 << 10))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, 413, "EntityTooLarge");
+    let anon = server.anon_key();
+    let (status, body) = upload(&server, &anon, "docs", "denied", big, false).await;
+    assert_eq!(status, 403, "{body}");
+
+    assert!(row(&server, "docs", "denied").await.is_none());
+    assert!(row(&server, "small", "big").await.is_none());
+}
