@@ -51,8 +51,8 @@ pub fn run(cli: Cli) -> ExitCode {
 /// The database a command works on: an external one, or the embedded cluster (started here and
 /// stopped by [`Connected::close`]).
 struct Connected {
-    admin: tokio_postgres::Config,
-    request: tokio_postgres::Config,
+    admin: db::DbConfig,
+    request: db::DbConfig,
     cluster: Option<EmbeddedCluster>,
     display_url: String,
 }
@@ -83,8 +83,8 @@ impl Connected {
             None => {
                 let cluster = EmbeddedCluster::start(&args.data_dir).await?;
                 Self {
-                    admin: cluster.admin_config(),
-                    request: cluster.request_config(),
+                    admin: cluster.admin_config().into(),
+                    request: cluster.request_config().into(),
                     display_url: cluster.display_url(),
                     cluster: Some(cluster),
                 }
@@ -94,6 +94,12 @@ impl Connected {
         let applied = migrate::run(&mut client).await?;
         if !applied.is_empty() {
             tracing::info!(?applied, "applied migrations");
+        }
+        if args.database_url.is_some() && args.request_database_url.is_some() {
+            // Fail at start-up, not on the first request, when the request URL cannot connect.
+            db::connect(&connected.request)
+                .await
+                .context("checking --request-database-url")?;
         }
         if connected.cluster.is_some() {
             migrate::ensure_request_role(&client, embedded::REQUEST_ROLE, api_roles).await?;
@@ -262,7 +268,11 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
 
 /// A URL with its password replaced, for printing.
 fn redact(url: &str) -> String {
-    match url.parse::<tokio_postgres::Config>() {
+    let parsed = db::tls::split(url).and_then(|(rest, _)| {
+        rest.parse::<tokio_postgres::Config>()
+            .map_err(anyhow::Error::from)
+    });
+    match parsed {
         Ok(config) if config.get_password().is_some() => {
             let user = config.get_user().unwrap_or("");
             format!("postgresql://{user}:***@…")

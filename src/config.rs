@@ -36,13 +36,15 @@ pub struct DatabaseArgs {
     pub data_dir: PathBuf,
 
     /// PostgreSQL URL of a privileged role (runs migrations and maintenance). Absent: start the
-    /// embedded cluster inside the data directory.
+    /// embedded cluster inside the data directory. TLS as in libpq: `?sslmode=` disable, prefer
+    /// (default), require, verify-ca or verify-full, and `sslrootcert=` a CA file or `system`.
     #[arg(long, env = "PGSTORAGE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// PostgreSQL URL for request traffic: a NOINHERIT, non-superuser login role that is a member
     /// of the API roles, so a transaction whose role was never switched can read nothing.
     /// Absent with --database-url: request traffic uses --database-url (a warning is logged).
+    /// Takes the same TLS parameters as --database-url.
     #[arg(long, env = "PGSTORAGE_REQUEST_DATABASE_URL", hide_env_values = true)]
     pub request_database_url: Option<String>,
 

@@ -33,6 +33,8 @@ pub struct ClusterDir {
     pgdata: PathBuf,
     socket_dir: PathBuf,
     bin: PathBuf,
+    /// PostgreSQL's `port` (names the socket file; the TCP port where TCP is turned on).
+    port: Option<u16>,
     /// The unprivileged user that owns and runs the cluster when we are root (PostgreSQL
     /// refuses to run as root).
     run_as: Option<User>,
@@ -54,9 +56,17 @@ impl ClusterDir {
             pgdata: root.join("postgres"),
             socket_dir: root.join("run"),
             bin: find_postgres_binaries()?,
+            port: None,
             run_as,
             root,
         })
+    }
+
+    /// Uses `port` instead of PostgreSQL's default 5432, for the socket file and for TCP where
+    /// a `listen_addresses` setting given to [`ClusterDir::spawn`] turns TCP on.
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
     }
 
     pub fn socket_dir(&self) -> &Path {
@@ -76,7 +86,32 @@ impl ClusterDir {
             .dbname(dbname)
             .application_name("pgstorage")
             .connect_timeout(Duration::from_secs(10));
+        if let Some(port) = self.port {
+            config.port(port);
+        }
         config
+    }
+
+    /// Writes `contents` to `name` in PGDATA as a file that only the cluster's user can read
+    /// (what PostgreSQL demands of `ssl_key_file`). Call after [`ClusterDir::ensure_initialized`].
+    pub fn write_private_file(&self, name: &str, contents: &[u8]) -> anyhow::Result<PathBuf> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.pgdata.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        file.write_all(contents)
+            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        if let Some(user) = &self.run_as {
+            std::os::unix::fs::chown(&path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                .with_context(|| format!("giving {} to user {}", path.display(), user.name))?;
+        }
+        Ok(path)
     }
 
     /// Runs initdb unless the cluster exists. Returns true when it created one.
@@ -143,7 +178,7 @@ impl ClusterDir {
 
     /// Starts the postmaster in its own process group (so a Ctrl-C aimed at the server's
     /// terminal does not reach it), listening only on the socket. `settings` are extra `-c`
-    /// options.
+    /// options, and win over these defaults (`listen_addresses=127.0.0.1` turns on TCP).
     pub fn spawn(&self, settings: &[(&str, &str)]) -> anyhow::Result<Child> {
         std::fs::create_dir_all(&self.socket_dir)?;
         self.give_to_runner(&self.socket_dir)?;
@@ -165,6 +200,9 @@ impl ClusterDir {
                 "-c",
                 "unix_socket_permissions=0700",
             ]);
+        if let Some(port) = self.port {
+            command.arg("-c").arg(format!("port={port}"));
+        }
         for (name, value) in settings {
             command.arg("-c").arg(format!("{name}={value}"));
         }

@@ -4,18 +4,89 @@
 //! Two pools: `request` connects as a NOINHERIT login role that can read nothing until a
 //! transaction switches it to an API role; `admin` is privileged and used only for migrations and
 //! the server's own maintenance (garbage collection, bucket limits).
+//!
+//! Every connection, pooled or not, goes through [`DbConfig`]: tokio-postgres's settings plus
+//! the TLS settings it does not know (see [`tls`] for libpq's `sslmode` and `sslrootcert`).
 
 pub mod embedded;
 pub mod migrate;
+pub mod tls;
 mod tx;
 
 use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use tokio_postgres::config::Host;
 
+pub use tls::{RootCerts, SslMode, TlsSettings};
 pub use tx::{Tx, TxSettings};
+
+/// How to reach PostgreSQL: tokio-postgres's settings and the TLS settings it does not know.
+/// A plain [`tokio_postgres::Config`] converts into one with its own `sslmode` and no
+/// certificate check.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    postgres: tokio_postgres::Config,
+    tls: TlsSettings,
+}
+
+impl DbConfig {
+    /// Keeps `postgres`'s own `sslmode` in step with `tls` (and off for Unix sockets, which
+    /// PostgreSQL never encrypts: libpq ignores `sslmode` there too).
+    pub fn new(mut postgres: tokio_postgres::Config, tls: TlsSettings) -> Self {
+        let only_sockets = !postgres.get_hosts().is_empty()
+            && postgres
+                .get_hosts()
+                .iter()
+                .all(|host| matches!(host, Host::Unix(_)));
+        if only_sockets {
+            postgres.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        } else {
+            postgres.ssl_mode(tls.postgres_mode());
+        }
+        Self { postgres, tls }
+    }
+
+    pub fn postgres(&self) -> &tokio_postgres::Config {
+        &self.postgres
+    }
+
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
+    }
+
+    pub fn get_user(&self) -> Option<&str> {
+        self.postgres.get_user()
+    }
+}
+
+impl From<tokio_postgres::Config> for DbConfig {
+    fn from(postgres: tokio_postgres::Config) -> Self {
+        let mode = match postgres.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+            tokio_postgres::config::SslMode::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        };
+        let tls = TlsSettings {
+            mode,
+            ..TlsSettings::default()
+        };
+        Self::new(postgres, tls)
+    }
+}
+
+impl From<&tokio_postgres::Config> for DbConfig {
+    fn from(postgres: &tokio_postgres::Config) -> Self {
+        postgres.clone().into()
+    }
+}
+
+impl From<&DbConfig> for DbConfig {
+    fn from(config: &DbConfig) -> Self {
+        config.clone()
+    }
+}
 
 /// Both connection pools of one server process.
 #[derive(Clone)]
@@ -26,13 +97,13 @@ pub struct Database {
 
 impl Database {
     pub fn new(
-        admin: tokio_postgres::Config,
-        request: tokio_postgres::Config,
+        admin: impl Into<DbConfig>,
+        request: impl Into<DbConfig>,
         size: usize,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            request: pool(request, size)?,
-            admin: pool(admin, size.div_ceil(4).max(2))?,
+            request: pool(request.into(), size)?,
+            admin: pool(admin.into(), size.div_ceil(4).max(2))?,
         })
     }
 
@@ -70,10 +141,10 @@ impl Database {
     }
 }
 
-fn pool(config: tokio_postgres::Config, size: usize) -> anyhow::Result<Pool> {
+fn pool(config: DbConfig, size: usize) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
-        config,
-        NoTls,
+        config.postgres,
+        tls::connector(&config.tls)?,
         ManagerConfig {
             // Every request's settings are transaction-local and an unfinished transaction is
             // rolled back before its connection is reused (see `Tx`), so nothing leaks between
@@ -125,18 +196,57 @@ fn pool_error(error: deadpool_postgres::PoolError) -> DbError {
     }
 }
 
-/// Parses a libpq-style URL or key/value string.
-pub fn parse_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
-    url.parse::<tokio_postgres::Config>()
-        .map_err(|e| anyhow::anyhow!("invalid database URL: {e}"))
+/// Parses a libpq-style URL or key/value string, `sslmode` and `sslrootcert` included (see
+/// [`tls`]). A named `sslrootcert` is read here, so a bad one is reported before connecting.
+pub fn parse_config(url: &str) -> anyhow::Result<DbConfig> {
+    let (rest, tls) = tls::split(url)?;
+    let postgres = rest
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| anyhow::anyhow!("invalid database URL: {e}"))?;
+    tls::connector(&tls)?;
+    Ok(DbConfig::new(postgres, tls))
+}
+
+/// " at host:port" for messages (nothing for Unix sockets or an empty config).
+fn describe_target(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, host)| match host {
+            Host::Tcp(name) => {
+                let port = config
+                    .get_ports()
+                    .get(i)
+                    .or_else(|| config.get_ports().first())
+                    .copied()
+                    .unwrap_or(5432);
+                Some(format!("{name}:{port}"))
+            }
+            Host::Unix(_) => None,
+        })
+        .collect();
+    if hosts.is_empty() {
+        String::new()
+    } else {
+        format!(" at {}", hosts.join(","))
+    }
 }
 
 /// Connects once, outside any pool (migrations, bootstrap).
-pub async fn connect(config: &tokio_postgres::Config) -> anyhow::Result<tokio_postgres::Client> {
+pub async fn connect(config: impl Into<DbConfig>) -> anyhow::Result<tokio_postgres::Client> {
+    let config = config.into();
     let (client, connection) = config
-        .connect(NoTls)
+        .postgres
+        .connect(tls::connector(&config.tls)?)
         .await
-        .context("connecting to PostgreSQL")?;
+        .map_err(|error| tls::explain(error, &config.tls))
+        .with_context(|| {
+            format!(
+                "connecting to PostgreSQL{}",
+                describe_target(&config.postgres)
+            )
+        })?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "database connection closed");
