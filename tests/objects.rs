@@ -1293,3 +1293,48 @@ async fn early_refusals_reach_a_client_still_sending_a_large_body() {
     assert!(row(&server, "docs", "denied").await.is_none());
     assert!(row(&server, "small", "big").await.is_none());
 }
+
+/// The same at the socket: a client that sends its whole body before reading (as many HTTP/1.1
+/// clients do) can finish sending and then read the refusal, because the server reads the rest
+/// of the body instead of closing the connection under it.
+#[tokio::test]
+async fn a_refused_body_is_read_to_the_end_so_the_client_can_finish_sending() {
+    let (server, key) = server_with_bucket("docs").await;
+    let (status, _) = upload(&server, &key, "docs", "taken", b"first".to_vec(), false).await;
+    assert_eq!(status, 200);
+    let address = server.url.trim_start_matches("http://").to_string();
+    let response = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let size = 16 << 20;
+        let mut socket = std::net::TcpStream::connect(address).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            socket,
+            "POST /object/docs/taken HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+        )
+        .unwrap();
+        let chunk = vec![5u8; 64 << 10];
+        for _ in 0..size / chunk.len() {
+            socket
+                .write_all(&chunk)
+                .expect("the server closed the connection before the body was sent");
+        }
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("KeyAlreadyExists") {
+            let n = socket.read(&mut buffer).unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 409"), "{response}");
+    assert!(response.contains("KeyAlreadyExists"), "{response}");
+}
