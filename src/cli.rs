@@ -150,6 +150,7 @@ async fn serve_on(args: &ServeArgs, secret: &str, connected: &Connected) -> anyh
         Limits {
             max_file_size: args.max_file_size,
             upload_lease: Duration::from_secs(args.upload_lease_seconds.max(1)),
+            body_idle_timeout: args.body_idle_timeout.max(Duration::from_millis(100)),
         },
     );
     let collector = (args.gc_interval_seconds > 0).then(|| {

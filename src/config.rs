@@ -217,6 +217,12 @@ pub struct ServeArgs {
     /// after a crash, the collector frees them once this has passed.
     #[arg(long, env = "PGSTORAGE_UPLOAD_LEASE_SECONDS", default_value_t = 60)]
     pub upload_lease_seconds: u64,
+
+    /// Longest pause allowed between two pieces of an upload's body (e.g. 30s, 2m); a stalled
+    /// upload is refused with 408 and frees what it held (with the postgres store, a
+    /// transaction and a connection).
+    #[arg(long, env = "PGSTORAGE_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_idle_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1338,3 +1338,58 @@ async fn a_refused_body_is_read_to_the_end_so_the_client_can_finish_sending() {
     assert!(response.starts_with("HTTP/1.1 409"), "{response}");
     assert!(response.contains("KeyAlreadyExists"), "{response}");
 }
+
+/// A client that stops sending in the middle of an upload is refused with 408 once the idle
+/// limit has passed, and nothing it sent is kept; a slow but steady one is not refused.
+#[tokio::test]
+async fn a_stalled_upload_is_refused_with_408_and_leaves_nothing() {
+    use futures::StreamExt;
+    let server = TestServer::start_with(Options {
+        body_idle_timeout: Duration::from_millis(500),
+        ..Options::default()
+    })
+    .await;
+    server.create_bucket("docs", false).await;
+    let key = server.service_key();
+
+    let stalled = futures::stream::iter([Ok::<_, std::io::Error>(vec![1u8; 1000])]).chain(
+        futures::stream::once(async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(vec![2u8; 10])
+        }),
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = json_of(
+        call(&server, Method::POST, "/object/docs/stalled", Some(&key))
+            .body(reqwest::Body::wrap_stream(stalled))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_error(status, &body, 408, "RequestTimeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "refused only after {:?}",
+        started.elapsed()
+    );
+    assert_nothing_stored(&server, "docs", "stalled").await;
+
+    let steady = futures::stream::iter(0..6).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok::<_, std::io::Error>(vec![3u8; 100])
+    });
+    let (status, body) = json_of(
+        call(&server, Method::POST, "/object/docs/steady", Some(&key))
+            .body(reqwest::Body::wrap_stream(steady))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        row(&server, "docs", "steady").await.unwrap().metadata["size"],
+        600
+    );
+}

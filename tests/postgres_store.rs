@@ -36,6 +36,7 @@ async fn setup(limit: u64) -> (TestDb, Storage) {
         Limits {
             max_file_size: limit,
             upload_lease: Duration::from_secs(60),
+            ..Limits::default()
         },
     );
     (db, storage)

@@ -35,6 +35,9 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("{0}")]
     RangeNotSatisfiable(String),
+    /// The client stopped sending an upload's body for longer than the idle limit.
+    #[error("{0}")]
+    Timeout(String),
     /// A dependency (database, byte store) is unreachable or overloaded; retrying may work.
     #[error("{0}")]
     Unavailable(String),

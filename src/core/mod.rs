@@ -59,6 +59,9 @@ pub struct Limits {
     /// uploader renews it while bytes flow; if the server dies, the bytes are collected once it
     /// has run out.
     pub upload_lease: Duration,
+    /// Longest pause between two pieces of an upload's body. A client that stops sending would
+    /// otherwise hold its staged key, and with the postgres store a transaction, forever.
+    pub body_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -66,6 +69,7 @@ impl Default for Limits {
         Self {
             max_file_size: 50 * 1000 * 1000 * 1000,
             upload_lease: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(30),
         }
     }
 }

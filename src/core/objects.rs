@@ -219,7 +219,7 @@ impl Storage {
             user_metadata: upload.user_metadata.clone(),
         };
         if self.bytes.in_database() {
-            let (body, meter) = meter::metered(upload.body, limit);
+            let (body, meter) = meter::metered(upload.body, limit, self.limits.body_idle_timeout);
             let id = self
                 .upload_in_database(
                     caller,
@@ -233,13 +233,7 @@ impl Storage {
                     &cache_control,
                 )
                 .await
-                .map_err(|e| {
-                    if meter::exceeded(&meter) {
-                        too_large()
-                    } else {
-                        e
-                    }
-                })?;
+                .map_err(|e| self.body_error(&meter, e))?;
             return Ok(Stored {
                 id,
                 bucket: upload.bucket,
@@ -252,14 +246,10 @@ impl Storage {
 
         let key = new_key();
         self.stage(&key).await?;
-        let (body, meter) = meter::metered(upload.body, limit);
+        let (body, meter) = meter::metered(upload.body, limit, self.limits.body_idle_timeout);
         if let Err(error) = self.stream_into(&key, body).await {
             self.discard_after(&key, &error).await;
-            return Err(if meter::exceeded(&meter) {
-                too_large()
-            } else {
-                error
-            });
+            return Err(self.body_error(&meter, error));
         }
         let measured = meter::finish(&meter);
         let metadata = metadata_json(&measured, &mimetype, &cache_control);
@@ -992,6 +982,23 @@ fn metadata_json(measured: &Measured, mimetype: &str, cache_control: &str) -> Va
         "httpStatusCode": 200,
         "sha256": measured.sha256_hex,
     })
+}
+
+impl Storage {
+    /// Names the reason an upload's stream failed when the meter knows it better than the
+    /// store's error does.
+    fn body_error(&self, meter: &meter::SharedMeter, error: Error) -> Error {
+        if meter::exceeded(meter) {
+            too_large()
+        } else if meter::stalled(meter) {
+            Error::Timeout(format!(
+                "no data was received for {} s; the upload was abandoned",
+                self.limits.body_idle_timeout.as_secs_f64()
+            ))
+        } else {
+            error
+        }
+    }
 }
 
 fn too_large() -> Error {

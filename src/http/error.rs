@@ -89,6 +89,7 @@ impl From<Error> for ApiError {
             Error::RangeNotSatisfiable(_) => {
                 (S::RANGE_NOT_SATISFIABLE, "InvalidRange", "InvalidRange")
             }
+            Error::Timeout(_) => (S::REQUEST_TIMEOUT, "RequestTimeout", "RequestTimeout"),
             Error::Unavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",

@@ -413,6 +413,7 @@ pub struct Options {
     pub max_file_size: u64,
     pub pool_size: usize,
     pub upload_lease: Duration,
+    pub body_idle_timeout: Duration,
     /// The byte store (default: `PGSTORAGE_TEST_BACKEND`, else fs).
     pub backend: Backend,
     /// With the S3 backend: changes to the store's settings.
@@ -425,6 +426,7 @@ impl Default for Options {
             max_file_size: 50 * 1024 * 1024 * 1024,
             pool_size: 8,
             upload_lease: Duration::from_secs(60),
+            body_idle_timeout: Duration::from_secs(30),
             backend: test_backend(),
             s3_tweak: None,
         }
@@ -842,6 +844,7 @@ impl TestServer {
             Limits {
                 max_file_size: options.max_file_size,
                 upload_lease: options.upload_lease,
+                body_idle_timeout: options.body_idle_timeout,
             },
         );
         let auth = Authenticator::new(
