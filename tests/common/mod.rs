@@ -23,7 +23,7 @@ use clap::ValueEnum;
 use futures::{StreamExt, TryStreamExt};
 use nix::fcntl::{Flock, FlockArg};
 use object_store::ObjectStore;
-use pgstorage::auth::{Authenticator, Identity, JwtKeys};
+use pgstorage::auth::{Authenticator, Identity, JwkKeySet, JwtKeys};
 use pgstorage::bytes::{ByteStore, FsStore, PgStore, S3Config, S3Store};
 use pgstorage::config::Backend;
 use pgstorage::core::{Caller, Limits, Storage};
@@ -417,6 +417,8 @@ pub struct Options {
     pub backend: Backend,
     /// With the S3 backend: changes to the store's settings.
     pub s3_tweak: Option<S3Tweak>,
+    /// A JWKS (JSON) whose keys request tokens may also be signed with (`--jwt-jwks`).
+    pub jwt_jwks: Option<String>,
 }
 
 impl Default for Options {
@@ -427,6 +429,7 @@ impl Default for Options {
             upload_lease: Duration::from_secs(60),
             backend: test_backend(),
             s3_tweak: None,
+            jwt_jwks: None,
         }
     }
 }
@@ -844,8 +847,12 @@ impl TestServer {
                 upload_lease: options.upload_lease,
             },
         );
+        let mut keys = keys();
+        if let Some(jwks) = &options.jwt_jwks {
+            keys = keys.with_jwks(JwkKeySet::from_json(jwks).unwrap());
+        }
         let auth = Authenticator::new(
-            keys(),
+            keys,
             ["anon", "authenticated", "service_role"]
                 .map(String::from)
                 .to_vec(),
