@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
-use crate::auth::{Authenticator, JwtKeys, secret};
+use crate::auth::{Authenticator, JwkKeySet, JwtKeys, secret};
 use crate::bytes;
 use crate::config::{Cli, Command, DatabaseArgs, GcArgs, ServeArgs, TokenArgs};
 use crate::core::{Limits, Storage};
@@ -125,18 +125,25 @@ impl Connected {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Read first: a broken JWKS stops start-up before anything is created.
+    let jwks = args.jwt_jwks.as_deref().map(JwkKeySet::load).transpose()?;
     let secret = secret::load_or_create(
         args.jwt.jwt_secret.as_deref(),
         &args.database.data_dir,
         true,
     )?;
+    let mut keys = JwtKeys::new(secret.as_bytes());
+    if let Some(jwks) = jwks {
+        tracing::info!("request tokens may also be signed with {}", jwks.describe());
+        keys = keys.with_jwks(jwks);
+    }
     let connected = Connected::open(&args.database, &args.roles).await?;
-    let result = serve_on(&args, &secret, &connected).await;
+    let result = serve_on(&args, keys, &connected).await;
     let closed = connected.close();
     result.and(closed)
 }
 
-async fn serve_on(args: &ServeArgs, secret: &str, connected: &Connected) -> anyhow::Result<()> {
+async fn serve_on(args: &ServeArgs, keys: JwtKeys, connected: &Connected) -> anyhow::Result<()> {
     let database = Database::new(
         connected.admin.clone(),
         connected.request.clone(),
@@ -159,7 +166,6 @@ async fn serve_on(args: &ServeArgs, secret: &str, connected: &Connected) -> anyh
             Duration::from_secs(args.gc_interval_seconds),
         )
     });
-    let keys = JwtKeys::new(secret.as_bytes());
     let auth = Authenticator::new(keys.clone(), args.roles.clone());
     let app = http::app(AppState { storage, auth });
 

@@ -176,6 +176,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub jwt: JwtArgs,
 
+    /// Public keys (a JWKS) that request tokens may also be signed with (ES256, ES384, RS256,
+    /// RS384, RS512, PS256, PS384, PS512, EdDSA), e.g. a Supabase project's signing keys: the
+    /// JSON itself (starting with `{`) or a path to a JSON file. Read once at start-up.
+    #[arg(long, env = "PGSTORAGE_JWT_JWKS", hide_env_values = true)]
+    pub jwt_jwks: Option<String>,
+
     #[command(flatten)]
     pub store: StoreArgs,
 

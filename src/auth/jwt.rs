@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -5,24 +6,72 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
 use super::AuthError;
+use super::jwks::JwkKeySet;
 
-/// The `alg` named by a token's header, if the header is readable.
-fn header_alg(token: &str) -> Option<String> {
+/// The `alg` and `kid` named by a token's header, if the header is readable.
+fn header_alg_kid(token: &str) -> Option<(String, Option<String>)> {
     use base64::Engine;
     let header = token.split('.').next()?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(header)
         .ok()?;
     let header: Value = serde_json::from_slice(&bytes).ok()?;
-    header.get("alg")?.as_str().map(str::to_string)
+    let alg = header.get("alg")?.as_str()?.to_string();
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Some((alg, kid))
 }
 
-/// HS256 keys for verifying request tokens and minting the server's own tokens.
+/// The checks every request token gets, whatever its algorithm: `exp` and `nbf` are honoured
+/// when present; a token without `exp` (a long-lived API key) is allowed, as Supabase's keys
+/// do. The audience is not ours to check.
+pub(super) fn validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = false;
+    validation.leeway = 5;
+    validation
+}
+
+/// Why jsonwebtoken refused a token, in words for the client.
+pub(super) fn refusal(error: &jsonwebtoken::errors::Error) -> AuthError {
+    AuthError::InvalidToken(
+        match error.kind() {
+            ErrorKind::ExpiredSignature => "token has expired",
+            ErrorKind::ImmatureSignature => "token is not valid yet (nbf)",
+            ErrorKind::InvalidSignature => "signature does not match",
+            ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => "algorithm not allowed",
+            ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+                "token is malformed"
+            }
+            ErrorKind::Json(_) => "token payload is not valid JSON",
+            _ => "token could not be verified",
+        }
+        .to_string(),
+    )
+}
+
+pub(super) fn claims_object(claims: Value) -> Result<Map<String, Value>, AuthError> {
+    match claims {
+        Value::Object(claims) => Ok(claims),
+        _ => Err(AuthError::InvalidToken(
+            "claims are not a JSON object".into(),
+        )),
+    }
+}
+
+/// Keys for verifying request tokens and minting the server's own: the HS256 secret, and
+/// optionally the public keys of a JWKS for tokens signed elsewhere.
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    jwks: Option<Arc<JwkKeySet>>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -33,26 +82,51 @@ impl std::fmt::Debug for JwtKeys {
 
 impl JwtKeys {
     pub fn new(secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        // `exp` and `nbf` are honoured when present; a token without `exp` (a long-lived API
-        // key) is allowed, as Supabase's keys do. The audience is not ours to check.
-        validation.required_spec_claims.clear();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = false;
-        validation.leeway = 5;
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
-            validation,
+            validation: validation(Algorithm::HS256),
+            jwks: None,
         }
     }
 
-    /// Verifies signature and time claims and returns the claims object.
+    /// Also accepts request tokens signed with one of `jwks`'s keys.
+    pub fn with_jwks(mut self, jwks: JwkKeySet) -> Self {
+        self.jwks = Some(Arc::new(jwks));
+        self
+    }
+
+    /// Verifies a request token's signature and time claims and returns its claims: HS256 with
+    /// the secret, or an asymmetric algorithm with the JWKS key its header names.
     pub fn verify(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
         // jsonwebtoken cannot parse a header naming an algorithm it does not know (`none`) and
-        // would report it as bad JSON; name the real reason.
-        if let Some(alg) = header_alg(token)
+        // would report it as bad JSON; name the real reason. An unreadable header is left to
+        // the HS256 path, which calls it malformed.
+        let Some((alg, kid)) = header_alg_kid(token) else {
+            return self.verify_own(token);
+        };
+        if alg == "HS256" {
+            return self.verify_own(token);
+        }
+        match (&self.jwks, super::jwks::asymmetric(&alg)) {
+            (Some(jwks), Some(algorithm)) => jwks.verify(token, algorithm, kid.as_deref()),
+            (jwks, _) => {
+                let mut allowed = vec!["HS256".to_string()];
+                if let Some(jwks) = jwks {
+                    allowed.extend(jwks.algorithms().iter().map(|a| format!("{a:?}")));
+                }
+                Err(AuthError::InvalidToken(format!(
+                    "algorithm '{alg}' not allowed (only {})",
+                    allowed.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// Verifies a token this server signed (HS256 with its secret), such as a signed URL's.
+    /// JWKS keys are never consulted.
+    pub fn verify_own(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
+        if let Some((alg, _)) = header_alg_kid(token)
             && alg != "HS256"
         {
             return Err(AuthError::InvalidToken(format!(
@@ -60,28 +134,8 @@ impl JwtKeys {
             )));
         }
         match jsonwebtoken::decode::<Value>(token, &self.decoding, &self.validation) {
-            Ok(data) => match data.claims {
-                Value::Object(claims) => Ok(claims),
-                _ => Err(AuthError::InvalidToken(
-                    "claims are not a JSON object".into(),
-                )),
-            },
-            Err(error) => Err(AuthError::InvalidToken(
-                match error.kind() {
-                    ErrorKind::ExpiredSignature => "token has expired",
-                    ErrorKind::ImmatureSignature => "token is not valid yet (nbf)",
-                    ErrorKind::InvalidSignature => "signature does not match",
-                    ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
-                        "algorithm not allowed (only HS256)"
-                    }
-                    ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
-                        "token is malformed"
-                    }
-                    ErrorKind::Json(_) => "token payload is not valid JSON",
-                    _ => "token could not be verified",
-                }
-                .to_string(),
-            )),
+            Ok(data) => claims_object(data.claims),
+            Err(error) => Err(refusal(&error)),
         }
     }
 

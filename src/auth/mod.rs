@@ -1,11 +1,13 @@
 //! Who is asking: JWT verification, the identity a request runs as, and the server's secret.
 
 mod identity;
+mod jwks;
 mod jwt;
 pub mod secret;
 pub mod signed_url;
 
 pub use identity::{Authenticator, Identity};
+pub use jwks::JwkKeySet;
 pub use jwt::JwtKeys;
 
 /// Why a request's credentials were refused. Both variants reach the client as a clear error and

@@ -151,7 +151,7 @@ pub fn verify(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(SignedUrlError::Missing)?;
-    let claims = keys.verify(token).map_err(|error| match error {
+    let claims = keys.verify_own(token).map_err(|error| match error {
         AuthError::InvalidToken(reason) => SignedUrlError::Invalid(reason),
         other => SignedUrlError::Invalid(other.to_string()),
     })?;

@@ -23,7 +23,7 @@ use clap::ValueEnum;
 use futures::{StreamExt, TryStreamExt};
 use nix::fcntl::{Flock, FlockArg};
 use object_store::ObjectStore;
-use pgstorage::auth::{Authenticator, Identity, JwtKeys};
+use pgstorage::auth::{Authenticator, Identity, JwkKeySet, JwtKeys};
 use pgstorage::bytes::{ByteStore, FsStore, PgStore, S3Config, S3Store};
 use pgstorage::config::Backend;
 use pgstorage::core::{Caller, Limits, Storage};
@@ -418,6 +418,8 @@ pub struct Options {
     pub backend: Backend,
     /// With the S3 backend: changes to the store's settings.
     pub s3_tweak: Option<S3Tweak>,
+    /// A JWKS (JSON) whose keys request tokens may also be signed with (`--jwt-jwks`).
+    pub jwt_jwks: Option<String>,
 }
 
 impl Default for Options {
@@ -429,6 +431,7 @@ impl Default for Options {
             body_idle_timeout: Duration::from_secs(30),
             backend: test_backend(),
             s3_tweak: None,
+            jwt_jwks: None,
         }
     }
 }
@@ -847,8 +850,12 @@ impl TestServer {
                 body_idle_timeout: options.body_idle_timeout,
             },
         );
+        let mut keys = keys();
+        if let Some(jwks) = &options.jwt_jwks {
+            keys = keys.with_jwks(JwkKeySet::from_json(jwks).unwrap());
+        }
         let auth = Authenticator::new(
-            keys(),
+            keys,
             ["anon", "authenticated", "service_role"]
                 .map(String::from)
                 .to_vec(),
