@@ -8,9 +8,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::{WAIT, free_port, pgstorage, run_to_end};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pgstorage::db::embedded::{self, ClusterDir};
@@ -19,8 +20,6 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
-
-const WAIT: Duration = Duration::from_secs(60);
 
 /// A CA, and a server certificate it signed that names `localhost` only (not 127.0.0.1).
 struct Certs {
@@ -166,14 +165,6 @@ impl Drop for TlsCluster {
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Parses and connects the way the server does; errors as the operator would read them.
@@ -432,39 +423,6 @@ async fn the_server_connects_with_verify_full() {
 // ---------------------------------------------------------------------------------------------
 // The binary
 // ---------------------------------------------------------------------------------------------
-
-/// `pgstorage <args>` with none of the caller's PGSTORAGE_* settings.
-fn pgstorage(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pgstorage"));
-    command.args(args).stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PGSTORAGE_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-/// Runs a command that ends by itself, killing it after [`WAIT`].
-fn run_to_end(mut command: Command) -> std::process::Output {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = Pid::from_raw(child.id() as i32);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = kill(pid, Signal::SIGKILL);
-            panic!("{command:?} did not finish within {WAIT:?}");
-        }
-    }
-}
 
 /// A spawned `pgstorage serve`, stopped when dropped.
 struct ServerProcess(Child);

@@ -5,20 +5,20 @@
 //!
 //! Every wait is bounded, and guards stop what a test started even when an assertion fails.
 
+mod common;
+
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::process::{self, WAIT, free_port, run_to_end};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// Upper bound for every wait (start-up includes initdb on a busy CI machine).
-const WAIT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -83,46 +83,11 @@ fn live_postmaster(data_dir: &Path) -> Option<i32> {
     (pid_alive(pid) && String::from_utf8_lossy(&cmdline).contains("postgres")).then_some(pid)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `pgstorage <args>` with none of the caller's PGSTORAGE_* settings.
+/// `pgstorage <args>` with none of the caller's PGSTORAGE_* settings, logging at info.
 fn pgstorage(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pgstorage"));
-    command.args(args).stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PGSTORAGE_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = process::pgstorage(args);
     command.env("PGSTORAGE_LOG", "info");
     command
-}
-
-/// Runs a command that should end by itself, within [`WAIT`].
-fn run_to_end(mut command: Command) -> Output {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            panic!("{command:?} did not finish within {WAIT:?}");
-        }
-    }
 }
 
 /// A running `pgstorage serve`. Dropping it stops the process (SIGTERM, then SIGKILL).

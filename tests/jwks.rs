@@ -7,21 +7,16 @@ mod common;
 mod object_helpers;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
+use common::process::{self, WAIT, free_port, run_to_end};
 use common::{Options, TestDb, TestServer, json_of};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use object_helpers::{download, row, upload};
 use reqwest::Method;
 use serde_json::{Value, json};
-
-/// Upper bound for a `pgstorage` process to fail or to start.
-const WAIT: Duration = Duration::from_secs(60);
 
 /// The owner-folder policies: a user may read and write under `<their sub>/...`.
 const OWNER_FOLDER: &str = "
@@ -292,9 +287,8 @@ impl Drop for TempDir {
 
 /// `pgstorage serve` over `db`, with none of the caller's PGSTORAGE_* settings.
 fn serve(db: &TestDb, dir: &TempDir, port: u16) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pgstorage"));
+    let mut command = process::pgstorage(&["serve"]);
     command
-        .arg("serve")
         .args(["--database-url", &db.admin_url()])
         .args(["--request-database-url", &db.request_url()])
         .args([
@@ -304,35 +298,8 @@ fn serve(db: &TestDb, dir: &TempDir, port: u16) -> Command {
             &port.to_string(),
         ])
         .arg("--data-dir")
-        .arg(dir.0.join("data"))
-        .stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("PGSTORAGE_") {
-            command.env_remove(name);
-        }
-    }
+        .arg(dir.0.join("data"));
     command
-}
-
-/// Runs a command that should end by itself, killing it after [`WAIT`].
-fn run_to_end(mut command: Command) -> Output {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            panic!("{command:?} did not stop within {WAIT:?}: the JWKS was accepted");
-        }
-    }
 }
 
 /// A spawned server, killed when dropped.
@@ -343,14 +310,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

@@ -981,6 +981,23 @@ async fn assert_nothing_stored(server: &TestServer, bucket: &str, name: &str) {
     assert_eq!(journal(server).await, vec![], "journal entries for {name}");
 }
 
+/// POSTs `body` (e.g. a [`chunked`] one, sent without Content-Length) to `path`.
+async fn post_body(
+    server: &TestServer,
+    key: &str,
+    path: &str,
+    body: impl Into<reqwest::Body>,
+) -> (u16, Value) {
+    json_of(
+        call(server, Method::POST, path, Some(key))
+            .body(body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 fn chunked(data: Vec<u8>, chunk: usize) -> reqwest::Body {
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
         data.chunks(chunk).map(|c| Ok(c.to_vec())).collect();
@@ -998,23 +1015,21 @@ async fn a_bucket_size_limit_refuses_larger_uploads_declared_or_streamed() {
     assert_nothing_stored(&server, "small", "big").await;
 
     // No Content-Length: the limit is found while streaming, and the staged key is discarded.
-    let (status, body) = json_of(
-        call(&server, Method::POST, "/object/small/big", Some(&key))
-            .body(chunked(vec![7u8; 1001], 100))
-            .send()
-            .await
-            .unwrap(),
+    let (status, body) = post_body(
+        &server,
+        &key,
+        "/object/small/big",
+        chunked(vec![7u8; 1001], 100),
     )
     .await;
     assert_error(status, &body, 413, "EntityTooLarge");
     assert_nothing_stored(&server, "small", "big").await;
 
-    let (status, body) = json_of(
-        call(&server, Method::POST, "/object/small/exact", Some(&key))
-            .body(chunked(vec![7u8; 1000], 100))
-            .send()
-            .await
-            .unwrap(),
+    let (status, body) = post_body(
+        &server,
+        &key,
+        "/object/small/exact",
+        chunked(vec![7u8; 1000], 100),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -1036,12 +1051,11 @@ async fn the_server_wide_max_file_size_refuses_larger_uploads() {
 
     let (status, body) = upload(&server, &key, "docs", "big", vec![1u8; 4097], false).await;
     assert_error(status, &body, 413, "EntityTooLarge");
-    let (status, body) = json_of(
-        call(&server, Method::POST, "/object/docs/big", Some(&key))
-            .body(chunked(vec![1u8; 5000], 1000))
-            .send()
-            .await
-            .unwrap(),
+    let (status, body) = post_body(
+        &server,
+        &key,
+        "/object/docs/big",
+        chunked(vec![1u8; 5000], 1000),
     )
     .await;
     assert_error(status, &body, 413, "EntityTooLarge");
@@ -1277,12 +1291,11 @@ async fn early_refusals_reach_a_client_still_sending_a_large_body() {
     assert_error(status, &body, 409, "KeyAlreadyExists");
     let (status, body) = upload(&server, &key, "small", "big", big.clone(), false).await;
     assert_error(status, &body, 413, "EntityTooLarge");
-    let (status, body) = json_of(
-        call(&server, Method::POST, "/object/small/streamed", Some(&key))
-            .body(chunked(big.clone(), 64 << 10))
-            .send()
-            .await
-            .unwrap(),
+    let (status, body) = post_body(
+        &server,
+        &key,
+        "/object/small/streamed",
+        chunked(big.clone(), 64 << 10),
     )
     .await;
     assert_error(status, &body, 413, "EntityTooLarge");
@@ -1359,12 +1372,11 @@ async fn a_stalled_upload_is_refused_with_408_and_leaves_nothing() {
         }),
     );
     let started = std::time::Instant::now();
-    let (status, body) = json_of(
-        call(&server, Method::POST, "/object/docs/stalled", Some(&key))
-            .body(reqwest::Body::wrap_stream(stalled))
-            .send()
-            .await
-            .unwrap(),
+    let (status, body) = post_body(
+        &server,
+        &key,
+        "/object/docs/stalled",
+        reqwest::Body::wrap_stream(stalled),
     )
     .await;
     assert_error(status, &body, 408, "RequestTimeout");
@@ -1379,12 +1391,11 @@ async fn a_stalled_upload_is_refused_with_408_and_leaves_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         Ok::<_, std::io::Error>(vec![3u8; 100])
     });
-    let (status, body) = json_of(
-        call(&server, Method::POST, "/object/docs/steady", Some(&key))
-            .body(reqwest::Body::wrap_stream(steady))
-            .send()
-            .await
-            .unwrap(),
+    let (status, body) = post_body(
+        &server,
+        &key,
+        "/object/docs/steady",
+        reqwest::Body::wrap_stream(steady),
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -14,6 +14,8 @@
 //! every test gets its own bucket.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
