@@ -193,7 +193,10 @@ async fn serve_on(args: &ServeArgs, keys: JwtKeys, connected: &Connected) -> any
          -H 'content-type: application/json' -d '{{\"name\":\"avatars\"}}'"
     );
 
-    http::serve(listener, app, shutdown_signal()).await?;
+    let options = http::ServeOptions {
+        header_read_timeout: args.header_read_timeout.max(Duration::from_millis(100)),
+    };
+    http::serve(listener, app, options, shutdown_signal()).await?;
     tracing::info!("stopped accepting requests");
     if let Some(collector) = collector {
         collector.abort();

@@ -229,6 +229,11 @@ pub struct ServeArgs {
     /// transaction and a connection).
     #[arg(long, env = "PGSTORAGE_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_idle_timeout: std::time::Duration,
+
+    /// Longest time a client may take to send a request's headers (e.g. 30s); past it the
+    /// connection is closed.
+    #[arg(long, env = "PGSTORAGE_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

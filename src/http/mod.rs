@@ -17,7 +17,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, Request};
-use axum::serve::ListenerExt;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use std::pin::pin;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tower_http::map_request_body::MapRequestBodyLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -75,33 +80,100 @@ pub fn app(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
+/// How the listener treats connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// How long a client may take to send a request's headers. Without a bound, a client that
+    /// trickles header bytes, or connects and sends nothing, holds a connection for ever.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How long requests in flight may run on after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
 /// Serves `app` until `shutdown` resolves, then lets in-flight requests finish (up to 30 s).
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     app: Router,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    // Responses go out as several writes (headers, then body chunks); without TCP_NODELAY,
-    // Nagle's algorithm meets the client's delayed ACK and small responses wait ~40 ms.
-    let listener = listener.tap_io(|tcp| {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Every connection task holds a sender; when the last one is gone, `recv` returns None.
+    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait for some to close, not spin.
+                    tracing::warn!(%error, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses go out as several writes (headers, then body chunks); without TCP_NODELAY,
+        // Nagle's algorithm meets the client's delayed ACK and small responses wait ~40 ms.
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
-    });
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let mut stop_rx_for_deadline = stop_rx.clone();
-    tokio::select! {
-        result = server => result,
-        _ = async {
-            let _ = stop_rx_for_deadline.wait_for(|stopped| *stopped).await;
-            tokio::time::sleep(Duration::from_secs(30)).await;
-        } => {
-            tracing::warn!("requests still running 30 s after shutdown began; closing them");
-            Ok(())
-        }
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        let open = open_tx.clone();
+        tokio::spawn(async move {
+            // The header timeout starts once HTTP/1 is chosen; telling HTTP/1 from HTTP/2 waits
+            // for the first bytes with no deadline, so a silent client gets the same one here.
+            let mut first = [0u8; 1];
+            if tokio::time::timeout(options.header_read_timeout, tcp.peek(&mut first))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(options.header_read_timeout);
+            let mut connection =
+                pin!(builder.serve_connection_with_upgrades(TokioIo::new(tcp), service));
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = stop.wait_for(|stop| *stop), if !stopping => {
+                        stopping = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(open);
+        });
     }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(open_tx);
+    if tokio::time::timeout(SHUTDOWN_GRACE, open_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running 30 s after shutdown began; closing them");
+    }
+    Ok(())
 }

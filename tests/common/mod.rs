@@ -416,6 +416,7 @@ pub struct Options {
     pub pool_size: usize,
     pub upload_lease: Duration,
     pub body_idle_timeout: Duration,
+    pub header_read_timeout: Duration,
     /// The byte store (default: `PGSTORAGE_TEST_BACKEND`, else fs).
     pub backend: Backend,
     /// With the S3 backend: changes to the store's settings.
@@ -431,6 +432,7 @@ impl Default for Options {
             pool_size: 8,
             upload_lease: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
             backend: test_backend(),
             s3_tweak: None,
             jwt_jwks: None,
@@ -868,7 +870,10 @@ impl TestServer {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(http::serve(listener, app, std::future::pending()));
+        let serve = http::ServeOptions {
+            header_read_timeout: options.header_read_timeout,
+        };
+        tokio::spawn(http::serve(listener, app, serve, std::future::pending()));
         Self {
             url,
             store,

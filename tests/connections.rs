@@ -1,0 +1,81 @@
+//! How the server treats connections themselves: slow or silent clients do not hold them.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Options, TestServer};
+
+/// Sends `head` (an unfinished request head) and reads what the server does about it.
+async fn send_and_read(
+    server: &TestServer,
+    head: &'static [u8],
+) -> (Result<String, ErrorKind>, Duration) {
+    let address = server.url.trim_start_matches("http://").to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut socket = TcpStream::connect(address).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        socket.write_all(head).unwrap();
+        let started = Instant::now();
+        let mut answer = Vec::new();
+        let result = socket
+            .read_to_end(&mut answer)
+            .map(|_| String::from_utf8_lossy(&answer).into_owned())
+            .map_err(|e| e.kind());
+        (result, started.elapsed())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let server = TestServer::start_with(Options {
+        header_read_timeout: Duration::from_millis(500),
+        ..Options::default()
+    })
+    .await;
+
+    for head in [
+        &b"GET /status HTTP/1.1\r\nHost: test\r\n"[..],
+        // Nothing at all after connecting.
+        &b""[..],
+    ] {
+        let (outcome, waited) = send_and_read(&server, head).await;
+        match &outcome {
+            // Closed, or closed after a 408: either way the connection is gone.
+            Ok(answer) if answer.is_empty() || answer.starts_with("HTTP/1.1 408") => {}
+            Err(ErrorKind::ConnectionReset) => {}
+            other => {
+                panic!("the connection was not closed after {head:?}: {other:?} after {waited:?}")
+            }
+        }
+        assert!(
+            waited < Duration::from_secs(5),
+            "closed only after {waited:?}"
+        );
+    }
+
+    // An idle keep-alive connection is closed after the same time, once its request is answered.
+    let (outcome, waited) =
+        send_and_read(&server, b"GET /status HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    let answer = outcome.unwrap_or_else(|e| panic!("the idle connection stayed open: {e:?}"));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "closed only after {waited:?}"
+    );
+
+    // A client that sends its request in time is served as usual.
+    let response = server
+        .http
+        .get(format!("{}/status", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
