@@ -1404,3 +1404,43 @@ async fn a_stalled_upload_is_refused_with_408_and_leaves_nothing() {
         600
     );
 }
+
+/// A client that promises more bytes than it sends and then hangs up leaves nothing behind: no
+/// row, no bytes, no journal entry; and the answer, if it can still read one, is a 400.
+#[tokio::test]
+async fn a_truncated_upload_leaves_nothing() {
+    let (server, key) = server_with_bucket("docs").await;
+    let address = server.url.trim_start_matches("http://").to_string();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut socket = std::net::TcpStream::connect(address).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            socket,
+            "POST /object/docs/cut-short HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/octet-stream\r\nContent-Length: 200000\r\n\r\n"
+        )
+        .unwrap();
+        socket.write_all(&[9u8; 150_000]).unwrap();
+        // Half-close: the server sees the body end early but can still answer.
+        socket.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        let _ = socket.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(
+        answer.is_empty()
+            || (answer.starts_with("HTTP/1.1 400") && answer.contains("did not complete")),
+        "{answer}"
+    );
+    // The server notices the missing bytes on its own time; give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !journal(&server).await.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_nothing_stored(&server, "docs", "cut-short").await;
+}
