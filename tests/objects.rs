@@ -1444,3 +1444,41 @@ async fn a_truncated_upload_leaves_nothing() {
     }
     assert_nothing_stored(&server, "docs", "cut-short").await;
 }
+
+/// A client that asked for `100 Continue` and was refused before it sent anything is not kept
+/// waiting for a body nobody will read: the refusal comes at once and the connection closes.
+#[tokio::test]
+async fn a_refused_expect_continue_upload_is_answered_and_closed_at_once() {
+    let (server, key) = server_with_bucket("docs").await;
+    let (status, _) = upload(&server, &key, "docs", "taken", b"first".to_vec(), false).await;
+    assert_eq!(status, 200);
+    let address = server.url.trim_start_matches("http://").to_string();
+    let (answer, waited) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut socket = std::net::TcpStream::connect(address).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            socket,
+            "POST /object/docs/taken HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\n\
+             Expect: 100-continue\r\nContent-Length: 16777216\r\n\r\n"
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = Vec::new();
+        let _ = socket.read_to_end(&mut answer);
+        (
+            String::from_utf8_lossy(&answer).into_owned(),
+            started.elapsed(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "the connection stayed open {waited:?}"
+    );
+}

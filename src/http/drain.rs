@@ -13,6 +13,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::Request;
+use axum::http::header::EXPECT;
 use futures::StreamExt;
 use http_body::{Frame, SizeHint};
 
@@ -21,15 +23,28 @@ const DRAIN_LIMIT: u64 = 32 * 1024 * 1024;
 /// At most this long is spent reading an abandoned body.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
+/// Wraps every request's body in [`DrainOnDrop`].
+pub async fn drain_unread_bodies(request: Request) -> Request {
+    let expects_continue = request
+        .headers()
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    request.map(|body| {
+        Body::new(DrainOnDrop {
+            inner: Some(body),
+            expects_continue,
+            polled: false,
+        })
+    })
+}
+
 /// A request body that, when dropped unfinished, is drained on a background task.
 pub struct DrainOnDrop {
     inner: Option<Body>,
-}
-
-impl DrainOnDrop {
-    pub fn wrap(body: Body) -> Body {
-        Body::new(Self { inner: Some(body) })
-    }
+    /// The client waits for `100 Continue` before sending the body.
+    expects_continue: bool,
+    /// Whether anything asked for the body (which is what makes hyper send `100 Continue`).
+    polled: bool,
 }
 
 impl HttpBody for DrainOnDrop {
@@ -40,7 +55,9 @@ impl HttpBody for DrainOnDrop {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        match self.get_mut().inner.as_mut() {
+        let this = self.get_mut();
+        this.polled = true;
+        match this.inner.as_mut() {
             Some(body) => Pin::new(body).poll_frame(cx),
             None => Poll::Ready(None),
         }
@@ -62,7 +79,9 @@ impl Drop for DrainOnDrop {
         let Some(body) = self.inner.take() else {
             return;
         };
-        if body.is_end_stream() {
+        // A client still waiting for `100 Continue` has sent nothing to drain; reading now
+        // would only make it send a body nobody wants.
+        if body.is_end_stream() || (self.expects_continue && !self.polled) {
             return;
         }
         // Holding the body keeps hyper reading the connection after the response is written.

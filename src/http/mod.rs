@@ -23,7 +23,6 @@ use hyper_util::service::TowerToHyperService;
 use std::pin::pin;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tower_http::map_request_body::MapRequestBodyLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -75,7 +74,7 @@ pub fn app(state: AppState) -> Router {
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
-        .layer(MapRequestBodyLayer::new(drain::DrainOnDrop::wrap))
+        .layer(axum::middleware::map_request(drain::drain_unread_bodies))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
