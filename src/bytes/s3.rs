@@ -17,14 +17,16 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
-    WriteMultipart,
+    BackoffConfig, ClientOptions, GetOptions, MultipartUpload, ObjectStore, ObjectStoreExt,
+    PutPayload, RetryConfig, WriteMultipart,
 };
 
 use super::{ByteRange, ByteStore, ByteStream, StoreError, check_key};
@@ -246,6 +248,26 @@ impl Drop for OpenUpload {
     }
 }
 
+/// A multipart upload being created. Dropped before the store answered, it leaves a task
+/// behind that aborts the upload as soon as it exists.
+struct StartingUpload(Option<JoinHandle<object_store::Result<Box<dyn MultipartUpload>>>>);
+
+impl Drop for StartingUpload {
+    fn drop(&mut self) {
+        if let Some(starting) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Ok(Ok(mut upload)) = starting.await
+                    && let Err(error) = upload.abort().await
+                {
+                    tracing::warn!(%error, "could not abort an abandoned multipart upload");
+                }
+            });
+        }
+    }
+}
+
 #[async_trait]
 impl ByteStore for S3Store {
     fn name(&self) -> &'static str {
@@ -277,11 +299,25 @@ impl ByteStore for S3Store {
             }
         }
 
-        let upload = self
-            .control
-            .put_multipart(&path)
-            .await
-            .map_err(|e| unavailable("starting a multipart upload", e))?;
+        // Started on a task of its own: if this write is dropped while S3 is still answering,
+        // the upload it creates is aborted once it exists rather than left open.
+        let control = self.control.clone();
+        let target = path.clone();
+        let mut starting = StartingUpload(Some(tokio::spawn(async move {
+            control.put_multipart(&target).await
+        })));
+        let upload = match starting.0.as_mut().expect("just spawned").await {
+            Ok(started) => {
+                starting.0 = None;
+                started.map_err(|e| unavailable("starting a multipart upload", e))?
+            }
+            Err(join) => {
+                starting.0 = None;
+                return Err(StoreError::Unavailable(format!(
+                    "S3 store, starting a multipart upload: {join}"
+                )));
+            }
+        };
         let mut open = OpenUpload(Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)));
         let writer = open.0.as_mut().expect("just opened");
         for chunk in first {
