@@ -7,9 +7,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
+use crate::auth::sealed::Sealer;
 use crate::auth::{Authenticator, JwkKeySet, JwtKeys, secret};
 use crate::bytes;
-use crate::config::{Cli, Command, DatabaseArgs, GcArgs, ServeArgs, TokenArgs};
+use crate::config::{
+    Cli, Command, DatabaseArgs, GcArgs, S3KeyAdminArgs, S3KeyCreateArgs, S3KeysCommand, ServeArgs,
+    TokenArgs,
+};
+use crate::core::s3_keys;
 use crate::core::{Limits, Storage};
 use crate::db::embedded::{self, EmbeddedCluster};
 use crate::db::{self, Database, migrate};
@@ -37,6 +42,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Migrate(args) => migrate_only(args).await,
             Command::Token(args) => token(args),
             Command::Gc(args) => gc(args).await,
+            Command::S3Keys(command) => s3_keys_command(command).await,
         }
     });
     match result {
@@ -138,12 +144,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         keys = keys.with_jwks(jwks);
     }
     let connected = Connected::open(&args.database, &args.roles).await?;
-    let result = serve_on(&args, keys, &connected).await;
+    let result = serve_on(&args, keys, &secret, &connected).await;
     let closed = connected.close();
     result.and(closed)
 }
 
-async fn serve_on(args: &ServeArgs, keys: JwtKeys, connected: &Connected) -> anyhow::Result<()> {
+async fn serve_on(
+    args: &ServeArgs,
+    keys: JwtKeys,
+    jwt_secret: &str,
+    connected: &Connected,
+) -> anyhow::Result<()> {
     let database = Database::new(
         connected.admin.clone(),
         connected.request.clone(),
@@ -167,7 +178,17 @@ async fn serve_on(args: &ServeArgs, keys: JwtKeys, connected: &Connected) -> any
         )
     });
     let auth = Authenticator::new(keys.clone(), args.roles.clone());
-    let app = http::app(AppState { storage, auth });
+    let anon = keys.stable_anon_key()?;
+    let s3 = crate::s3::S3Front::new(
+        storage.clone(),
+        auth.clone(),
+        s3_credentials(args, &anon, jwt_secret)?,
+    );
+    let app = http::app(AppState {
+        storage,
+        auth,
+        s3: Some(s3),
+    });
 
     let address: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))
         .await
@@ -179,15 +200,16 @@ async fn serve_on(args: &ServeArgs, keys: JwtKeys, connected: &Connected) -> any
         .with_context(|| format!("listening on {address}"))?;
     let local = listener.local_addr()?;
 
-    // Keys for people to try the server with: ten years, like Supabase's API keys.
+    // Keys for people to try the server with: ten years, like Supabase's API keys. The anon
+    // key is the same on every start: S3 session-token requests are signed with it.
     let ten_years = Some(Duration::from_secs(10 * 365 * 86_400));
-    let anon = keys.mint("anon", None, ten_years, Default::default())?;
     let service = keys.mint("service_role", None, ten_years, Default::default())?;
     println!("pgstorage is listening on http://{local}");
     println!("database:         {}", connected.display_url);
     println!("byte store:       {}", store.describe());
     println!("anon key:         {anon}");
     println!("service_role key: {service}");
+    println!("S3 endpoint:      http://{local}/s3 (and /storage/v1/s3)");
     println!(
         "try: curl -X POST http://{local}/bucket -H \"Authorization: Bearer $SERVICE_KEY\" \
          -H 'content-type: application/json' -d '{{\"name\":\"avatars\"}}'"
@@ -200,6 +222,133 @@ async fn serve_on(args: &ServeArgs, keys: JwtKeys, connected: &Connected) -> any
     tracing::info!("stopped accepting requests");
     if let Some(collector) = collector {
         collector.abort();
+    }
+    Ok(())
+}
+
+/// How S3 requests authenticate, from the `--s3-api-*` flags.
+fn s3_credentials(
+    args: &ServeArgs,
+    anon_key: &str,
+    jwt_secret: &str,
+) -> anyhow::Result<crate::s3::S3Credentials> {
+    let api = &args.s3_api;
+    let static_key = match (&api.s3_api_access_key_id, &api.s3_api_secret_access_key) {
+        (Some(id), Some(secret)) => {
+            anyhow::ensure!(
+                !id.is_empty() && !secret.is_empty(),
+                "--s3-api-access-key-id and --s3-api-secret-access-key must not be empty"
+            );
+            Some(crate::s3::StaticKey {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+            })
+        }
+        _ => None,
+    };
+    Ok(crate::s3::S3Credentials {
+        static_key,
+        session_secret: Some(
+            api.s3_api_anon_key
+                .clone()
+                .unwrap_or_else(|| anon_key.to_string()),
+        ),
+        sealer: Sealer::derive(
+            api.s3_api_sealing_secret
+                .as_deref()
+                .unwrap_or(jwt_secret)
+                .as_bytes(),
+        ),
+        region: api.s3_api_region.clone(),
+    })
+}
+
+/// `pgstorage s3-keys create|list|revoke`.
+async fn s3_keys_command(command: S3KeysCommand) -> anyhow::Result<()> {
+    let admin = match &command {
+        S3KeysCommand::Create(args) => &args.admin,
+        S3KeysCommand::List(args) => args,
+        S3KeysCommand::Revoke(args) => &args.admin,
+    };
+    let default_roles = ["anon", "authenticated", "service_role"].map(String::from);
+    let connected = Connected::open(&admin.database, &default_roles).await?;
+    let result = async {
+        let database = Database::new(connected.admin.clone(), connected.request.clone(), 1)?;
+        match &command {
+            S3KeysCommand::Create(args) => s3_key_create(&database, args).await,
+            S3KeysCommand::List(_) => s3_key_list(&database).await,
+            S3KeysCommand::Revoke(args) => {
+                let revoked = s3_keys::revoke(&database, &args.access_key_id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("revoking the key failed: {e}"))?;
+                anyhow::ensure!(revoked, "no live key has the id {}", args.access_key_id);
+                println!("revoked {}", args.access_key_id);
+                Ok(())
+            }
+        }
+    }
+    .await;
+    let closed = connected.close();
+    result.and(closed)
+}
+
+fn sealer_for(args: &S3KeyAdminArgs) -> anyhow::Result<Sealer> {
+    if let Some(secret) = &args.s3_api_sealing_secret {
+        return Ok(Sealer::derive(secret.as_bytes()));
+    }
+    let secret = secret::load_or_create(
+        args.jwt.jwt_secret.as_deref(),
+        &args.database.data_dir,
+        false,
+    )?;
+    Ok(Sealer::derive(secret.as_bytes()))
+}
+
+async fn s3_key_create(database: &Database, args: &S3KeyCreateArgs) -> anyhow::Result<()> {
+    let mut claims = match &args.claims {
+        None => serde_json::Map::new(),
+        Some(text) => match serde_json::from_str(text).context("--claims is not valid JSON")? {
+            serde_json::Value::Object(map) => map,
+            _ => anyhow::bail!("--claims must be a JSON object"),
+        },
+    };
+    if let Some(sub) = &args.sub {
+        claims.insert("sub".into(), sub.clone().into());
+    }
+    let sealer = sealer_for(&args.admin)?;
+    let key = s3_keys::create(
+        database,
+        &sealer,
+        &args.role,
+        claims,
+        args.description.as_deref(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("creating the key failed: {e}"))?;
+    println!("access key id:     {}", key.access_key_id);
+    println!("secret access key: {}", key.secret_access_key);
+    println!("(the secret is shown only now)");
+    Ok(())
+}
+
+async fn s3_key_list(database: &Database) -> anyhow::Result<()> {
+    let keys = s3_keys::list(database)
+        .await
+        .map_err(|e| anyhow::anyhow!("listing the keys failed: {e}"))?;
+    for key in keys {
+        let state = match key.revoked_at {
+            Some(at) => format!("revoked {}", at.to_rfc3339()),
+            None => "active".to_string(),
+        };
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            key.access_key_id,
+            key.role,
+            serde_json::Value::Object(key.claims),
+            key.created_at.to_rfc3339(),
+            state,
+            key.description.unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -16,6 +16,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of its largest variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server (embedded PostgreSQL unless --database-url is given).
@@ -26,6 +28,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Run one garbage-collection pass over the byte journal and exit.
     Gc(GcArgs),
+    /// Manage S3 access keys kept in the database (each bound to a role and claims).
+    #[command(name = "s3-keys", subcommand)]
+    S3Keys(S3KeysCommand),
 }
 
 /// Where the data lives: the data directory and, optionally, an external database.
@@ -184,6 +189,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub s3_api: S3ApiArgs,
 
     /// Address to listen on.
     #[arg(long, env = "PGSTORAGE_HOST", default_value = "127.0.0.1")]
@@ -355,4 +363,97 @@ mod tests {
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("").is_err());
     }
+}
+
+/// The S3-compatible API that pgstorage serves at `/s3` and `/storage/v1/s3` (not to be confused
+/// with the `--s3-*` flags of the S3 byte store, which pgstorage is a client of).
+#[derive(Debug, Clone, Args)]
+pub struct S3ApiArgs {
+    /// Access key id of the static S3 key pair, which runs as service_role (both or neither of
+    /// this and --s3-api-secret-access-key).
+    #[arg(
+        long,
+        env = "PGSTORAGE_S3_API_ACCESS_KEY_ID",
+        requires = "s3_api_secret_access_key"
+    )]
+    pub s3_api_access_key_id: Option<String>,
+
+    /// Secret access key of the static S3 key pair.
+    #[arg(
+        long,
+        env = "PGSTORAGE_S3_API_SECRET_ACCESS_KEY",
+        hide_env_values = true,
+        requires = "s3_api_access_key_id"
+    )]
+    pub s3_api_secret_access_key: Option<String>,
+
+    /// Region reported to S3 clients (signatures for any region, e.g. `auto`, are accepted).
+    #[arg(long, env = "PGSTORAGE_S3_API_REGION", default_value = "us-east-1")]
+    pub s3_api_region: String,
+
+    /// The secret that S3 requests carrying a user's JWT as `x-amz-security-token` are signed
+    /// with (Supabase's scheme: the anon key). Absent: the anon key printed at start-up.
+    #[arg(long, env = "PGSTORAGE_S3_API_ANON_KEY", hide_env_values = true)]
+    pub s3_api_anon_key: Option<String>,
+
+    /// Secret from which the key sealing database S3 keys' secrets is derived. Absent: the JWT
+    /// secret (then rotating the JWT secret invalidates the database S3 keys).
+    #[arg(long, env = "PGSTORAGE_S3_API_SEALING_SECRET", hide_env_values = true)]
+    pub s3_api_sealing_secret: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum S3KeysCommand {
+    /// Create a key pair bound to a role and claims; prints the secret once.
+    Create(S3KeyCreateArgs),
+    /// List the keys (never their secrets).
+    List(S3KeyAdminArgs),
+    /// Revoke a key at once.
+    Revoke(S3KeyRevokeArgs),
+}
+
+/// What every `s3-keys` command needs: the database and the secret the keys are sealed with.
+#[derive(Debug, Clone, Args)]
+pub struct S3KeyAdminArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+
+    /// As for `serve`: the secret the key sealing secrets is derived from (default: the JWT
+    /// secret).
+    #[arg(long, env = "PGSTORAGE_S3_API_SEALING_SECRET", hide_env_values = true)]
+    pub s3_api_sealing_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct S3KeyCreateArgs {
+    #[command(flatten)]
+    pub admin: S3KeyAdminArgs,
+
+    /// The role requests signed with this key run as (e.g. authenticated).
+    #[arg(long)]
+    pub role: String,
+
+    /// The `sub` claim (the user id that `auth.uid()` returns and owner_id records).
+    #[arg(long)]
+    pub sub: Option<String>,
+
+    /// Extra claims as a JSON object.
+    #[arg(long)]
+    pub claims: Option<String>,
+
+    /// A note shown by `s3-keys list`.
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct S3KeyRevokeArgs {
+    #[command(flatten)]
+    pub admin: S3KeyAdminArgs,
+
+    /// The access key id to revoke.
+    pub access_key_id: String,
 }

@@ -157,6 +157,17 @@ impl JwtKeys {
         )?)
     }
 
+    /// The server's anon API key: the same text on every start for the same secret (no `iat`,
+    /// no expiry), because S3 session-token requests are signed with it as their secret.
+    pub fn stable_anon_key(&self) -> anyhow::Result<String> {
+        let claims = serde_json::json!({ "role": "anon", "iss": "pgstorage" });
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
     /// A token for `role` (and optionally `sub`), as printed by `pgstorage token` and at start-up.
     pub fn mint(
         &self,

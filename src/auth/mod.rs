@@ -3,6 +3,7 @@
 mod identity;
 mod jwks;
 mod jwt;
+pub mod sealed;
 pub mod secret;
 pub mod signed_url;
 

@@ -172,6 +172,16 @@ impl Storage {
     }
 
     /// One bucket the caller may see (under RLS an invisible bucket does not exist).
+    /// Whether a bucket exists, whoever may see it: lets a front tell "no such bucket" from
+    /// "nothing you may see" (S3's NoSuchBucket on a listing).
+    pub async fn bucket_exists(&self, id: &str) -> Result<bool, Error> {
+        let conn = self.db.admin().await?;
+        let statement = conn
+            .prepare_cached("select 1 from storage.buckets where id = $1")
+            .await?;
+        Ok(conn.query_opt(&statement, &[&id]).await?.is_some())
+    }
+
     pub async fn get_bucket(&self, caller: &Caller, id: &str) -> Result<Bucket, Error> {
         let tx = self.begin(caller, Operation::BucketGet).await?;
         let rows = tx

@@ -100,6 +100,27 @@ pub struct ListV2 {
     pub sort: Sort,
 }
 
+/// An S3 listing (ListObjects, ListObjectsV2): a raw prefix, `/` as the only delimiter.
+#[derive(Debug, Clone, Default)]
+pub struct ListS3 {
+    pub prefix: String,
+    pub delimiter: bool,
+    /// Exclusive: a key (StartAfter, Marker) or a common prefix returned earlier.
+    pub after: Option<String>,
+    pub max: i64,
+}
+
+/// Most keys one S3 listing page returns (S3's own cap).
+pub const MAX_S3_KEYS: i64 = 1000;
+
+/// A page of an S3 listing.
+#[derive(Debug, Clone)]
+pub struct S3Page {
+    pub entries: Vec<Entry>,
+    /// More entries follow the last one.
+    pub truncated: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Page {
     pub entries: Vec<Entry>,
@@ -461,6 +482,49 @@ impl Storage {
         };
         tx.commit().await?;
         Ok(page)
+    }
+
+    /// An S3-style page: names under `query.prefix` strictly after `query.after`, in name
+    /// order, folders (common prefixes) grouped when `query.delimiter`. A folder counts as one
+    /// entry, as in S3's `MaxKeys`.
+    pub async fn list_s3(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        query: &ListS3,
+    ) -> Result<S3Page, Error> {
+        let max = query.max.clamp(0, MAX_S3_KEYS);
+        if max == 0 {
+            return Ok(S3Page {
+                entries: Vec::new(),
+                truncated: false,
+            });
+        }
+        let from = query.after.as_deref().map(|after| {
+            match after
+                .strip_prefix(query.prefix.as_str())
+                .filter(|rest| query.delimiter && rest.ends_with('/'))
+            {
+                // A common prefix given back as a marker: past everything inside it.
+                Some(_) => format!("{}0", after.trim_end_matches('/')),
+                // The smallest name after `after` (names never contain NUL).
+                None => format!("{after}\u{1}"),
+            }
+        });
+        let tx = self.begin(caller, Operation::List).await?;
+        let walk = Walk {
+            bucket,
+            prefix: &query.prefix,
+            from,
+            descending: false,
+            delimiter: query.delimiter,
+            max: max + 1,
+        };
+        let mut entries = walk.run(&tx).await?;
+        tx.commit().await?;
+        let truncated = entries.len() as i64 > max;
+        entries.truncate(max as usize);
+        Ok(S3Page { entries, truncated })
     }
 
     async fn whole_level(&self, tx: &Tx, bucket: &str, prefix: &str) -> Result<Vec<Entry>, Error> {

@@ -38,6 +38,8 @@ use crate::core::Storage;
 pub struct AppState {
     pub storage: Storage,
     pub auth: Authenticator,
+    /// The S3-compatible front, served beside the REST API when present.
+    pub s3: Option<crate::s3::S3Front>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -45,6 +47,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole REST API, served at `/` and again under `/storage/v1` (the path Supabase clients
 /// use behind a gateway).
 pub fn app(state: AppState) -> Router {
+    let s3 = state.s3.as_ref().map(crate::s3::S3Front::routes);
     let api = Router::new()
         .merge(health::routes())
         .merge(buckets::routes())
@@ -55,6 +58,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .nest("/storage/v1", api.clone())
         .merge(api)
+        .merge(s3.unwrap_or_default())
         .fallback(error::not_found)
         .layer(
             TraceLayer::new_for_http()

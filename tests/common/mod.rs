@@ -382,6 +382,29 @@ pub fn count_files(dir: &std::path::Path) -> usize {
         .sum()
 }
 
+/// The static S3 key pair every test server accepts (it runs as service_role).
+pub const S3_ACCESS_KEY_ID: &str = "PGSTORAGETESTSTATIC0";
+pub const S3_SECRET_ACCESS_KEY: &str = "pgstorage-test-static-s3-secret-key-0000";
+
+/// How test servers authenticate S3 requests: the static pair above, session tokens signed
+/// with the stable anon key, database keys sealed under the JWT secret.
+pub fn s3_credentials() -> pgstorage::s3::S3Credentials {
+    pgstorage::s3::S3Credentials {
+        static_key: Some(pgstorage::s3::StaticKey {
+            access_key_id: S3_ACCESS_KEY_ID.into(),
+            secret_access_key: S3_SECRET_ACCESS_KEY.into(),
+        }),
+        session_secret: Some(keys().stable_anon_key().unwrap()),
+        sealer: s3_sealer(),
+        region: "us-east-1".into(),
+    }
+}
+
+/// The sealer test servers open database S3 keys with.
+pub fn s3_sealer() -> pgstorage::auth::sealed::Sealer {
+    pgstorage::auth::sealed::Sealer::derive(JWT_SECRET.as_bytes())
+}
+
 pub fn keys() -> JwtKeys {
     JwtKeys::new(JWT_SECRET.as_bytes())
 }
@@ -864,9 +887,11 @@ impl TestServer {
                 .map(String::from)
                 .to_vec(),
         );
+        let s3 = pgstorage::s3::S3Front::new(storage.clone(), auth.clone(), s3_credentials());
         let app = http::app(AppState {
             storage: storage.clone(),
             auth,
+            s3: Some(s3),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

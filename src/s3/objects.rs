@@ -1,0 +1,620 @@
+//! Object operations: GetObject, HeadObject, GetObjectAttributes (`storage.download` /
+//! `storage.info`), PutObject (`storage.upload` / `storage.overwrite`), CopyObject
+//! (`storage.copy`), DeleteObject and DeleteObjects (`storage.delete`).
+//!
+//! An object's S3 view comes from the same row the REST API serves: `metadata.eTag`, `size`,
+//! `mimetype`, `cacheControl`, `lastModified`, and `x-amz-meta-*` as `user_metadata`, so an
+//! object written by either front reads back the same by the other.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use serde_json::{Map, Value};
+
+use super::body::{Expected, check_md5_header, to_blob, verified};
+use super::error::{bucket_error, object_error, s3};
+use super::handlers::{Handlers, caller, context};
+use crate::bytes::ByteRange;
+use crate::core::objects::{CopyRequest, ObjectRow, Upload};
+use crate::core::{Caller, Error, Operation};
+
+/// `metadata.eTag` (stored with its quotes) as an S3 ETag.
+pub(super) fn etag_of(metadata: &Value) -> Option<ETag> {
+    let text = metadata.get("eTag")?.as_str()?;
+    let value = text.trim().trim_start_matches("W/").trim_matches('"');
+    Some(ETag::Strong(value.to_string()))
+}
+
+fn timestamp(time: DateTime<Utc>) -> Timestamp {
+    let system: std::time::SystemTime = time.into();
+    Timestamp::from(system)
+}
+
+/// `metadata.lastModified`, else the row's `updated_at`.
+pub(super) fn last_modified_of(
+    metadata: Option<&Value>,
+    updated_at: Option<DateTime<Utc>>,
+) -> Option<Timestamp> {
+    metadata
+        .and_then(|m| m.get("lastModified"))
+        .and_then(|v| v.as_str())
+        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .or(updated_at)
+        .map(timestamp)
+}
+
+/// Seconds since the epoch: HTTP dates have no finer resolution, so comparisons use whole
+/// seconds.
+fn seconds(time: &Timestamp) -> Option<i64> {
+    let mut buf = Vec::new();
+    time.format(TimestampFormat::EpochSeconds, &mut buf).ok()?;
+    let text = String::from_utf8(buf).ok()?;
+    text.split('.').next()?.parse().ok()
+}
+
+/// What the handlers read of a row.
+struct Info {
+    size: u64,
+    etag: Option<ETag>,
+    last_modified: Option<Timestamp>,
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    metadata: Option<Metadata>,
+}
+
+impl Info {
+    fn of(row: &ObjectRow) -> Self {
+        let system = row.system_metadata();
+        Self {
+            size: row.size(),
+            etag: row.metadata.as_ref().and_then(etag_of),
+            last_modified: last_modified_of(row.metadata.as_ref(), row.updated_at),
+            content_type: system.mimetype,
+            cache_control: system.cache_control,
+            metadata: user_metadata_out(row.user_metadata.as_ref()),
+        }
+    }
+}
+
+/// `user_metadata` as `x-amz-meta-*`: strings as they are, other JSON as its text.
+fn user_metadata_out(value: Option<&Value>) -> Option<Metadata> {
+    let Value::Object(map) = value? else {
+        return None;
+    };
+    let out: Metadata = map
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), text)
+        })
+        .collect();
+    (!out.is_empty()).then_some(out)
+}
+
+/// `x-amz-meta-*` as `user_metadata` (`None` when there is none).
+fn user_metadata_in(metadata: Option<&Metadata>) -> Option<Value> {
+    let metadata = metadata.filter(|m| !m.is_empty())?;
+    let map: Map<String, Value> = metadata
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
+        .collect();
+    Some(Value::Object(map))
+}
+
+fn etag_matches(condition: &ETagCondition, etag: Option<&ETag>) -> bool {
+    match (condition, etag) {
+        (ETagCondition::Any, Some(_)) => true,
+        (ETagCondition::ETag(wanted), Some(ours)) => wanted.value() == ours.value(),
+        (_, None) => false,
+    }
+}
+
+/// Request preconditions, checked in RFC 9110's order.
+struct Conditions<'a> {
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+}
+
+impl Conditions<'_> {
+    /// `Err` with PreconditionFailed (412), or NotModified (304) for reads; a copy's source
+    /// conditions answer 412 for both, as S3 does.
+    fn check(&self, info: &Info, copy: bool) -> S3Result<()> {
+        let modified = info.last_modified.as_ref().and_then(seconds);
+        let failed = || {
+            s3(
+                S3ErrorCode::PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold",
+            )
+        };
+        let not_modified = || match copy {
+            true => failed(),
+            false => S3Error::new(S3ErrorCode::NotModified),
+        };
+        match self.if_match {
+            Some(condition) => {
+                if !etag_matches(condition, info.etag.as_ref()) {
+                    return Err(failed());
+                }
+            }
+            None => {
+                if let (Some(since), Some(modified)) =
+                    (self.if_unmodified_since.and_then(seconds), modified)
+                    && modified > since
+                {
+                    return Err(failed());
+                }
+            }
+        }
+        match self.if_none_match {
+            Some(condition) => {
+                if etag_matches(condition, info.etag.as_ref()) {
+                    return Err(not_modified());
+                }
+            }
+            None => {
+                if let (Some(since), Some(modified)) =
+                    (self.if_modified_since.and_then(seconds), modified)
+                    && modified <= since
+                {
+                    return Err(not_modified());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The byte range to serve, from `Range` or `partNumber` (every object is one part).
+fn byte_range(
+    range: Option<&Range>,
+    part_number: Option<i32>,
+    size: u64,
+) -> S3Result<Option<ByteRange>> {
+    match part_number {
+        None | Some(1) => {}
+        Some(_) => {
+            return Err(s3(
+                S3ErrorCode::InvalidRange,
+                "The requested partnumber is not satisfiable",
+            ));
+        }
+    }
+    let Some(range) = range else {
+        return Ok(None);
+    };
+    let span = range.check(size).map_err(|_| {
+        s3(
+            S3ErrorCode::InvalidRange,
+            "The requested range is not satisfiable",
+        )
+    })?;
+    Ok(Some(ByteRange {
+        start: span.start,
+        end: span.end - 1,
+    }))
+}
+
+fn content_range(range: &ByteRange, size: u64) -> String {
+    format!("bytes {}-{}/{}", range.start, range.end, size)
+}
+
+async fn read_row(
+    handlers: &Handlers,
+    caller: &Caller,
+    operation: Operation,
+    bucket: &str,
+    key: &str,
+) -> S3Result<ObjectRow> {
+    match handlers
+        .storage
+        .object(caller, operation, bucket, key)
+        .await
+    {
+        Ok(row) => Ok(row),
+        // A missing bucket is NoSuchBucket, not NoSuchKey.
+        Err(Error::ObjectNotFound) if !bucket_exists(handlers, bucket).await? => Err(s3(
+            S3ErrorCode::NoSuchBucket,
+            "The specified bucket does not exist",
+        )),
+        Err(error) => Err(object_error(error)),
+    }
+}
+
+async fn bucket_exists(handlers: &Handlers, bucket: &str) -> S3Result<bool> {
+    handlers
+        .storage
+        .bucket_exists(bucket)
+        .await
+        .map_err(bucket_error)
+}
+
+pub(super) async fn get_object(
+    handlers: &Handlers,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<S3Response<GetObjectOutput>> {
+    let caller = caller(&req)?;
+    let input = &req.input;
+    let row = read_row(
+        handlers,
+        caller,
+        Operation::Download,
+        &input.bucket,
+        &input.key,
+    )
+    .await?;
+    let info = Info::of(&row);
+    Conditions {
+        if_match: input.if_match.as_ref(),
+        if_none_match: input.if_none_match.as_ref(),
+        if_modified_since: input.if_modified_since.as_ref(),
+        if_unmodified_since: input.if_unmodified_since.as_ref(),
+    }
+    .check(&info, false)?;
+    let range = byte_range(input.range.as_ref(), input.part_number, info.size)?;
+    let stream = handlers
+        .storage
+        .read(&row, range)
+        .await
+        .map_err(object_error)?;
+    let length = range.map_or(info.size, |r| r.len());
+    Ok(S3Response::new(GetObjectOutput {
+        body: Some(to_blob(stream)),
+        content_length: Some(length as i64),
+        content_range: range.map(|r| content_range(&r, info.size)),
+        accept_ranges: Some("bytes".into()),
+        e_tag: info.etag,
+        last_modified: info.last_modified,
+        content_type: info.content_type,
+        cache_control: info.cache_control,
+        metadata: info.metadata,
+        parts_count: input.part_number.map(|_| 1),
+        ..Default::default()
+    }))
+}
+
+pub(super) async fn head_object(
+    handlers: &Handlers,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
+    let caller = caller(&req)?;
+    let input = &req.input;
+    let row = read_row(handlers, caller, Operation::Info, &input.bucket, &input.key).await?;
+    let info = Info::of(&row);
+    Conditions {
+        if_match: input.if_match.as_ref(),
+        if_none_match: input.if_none_match.as_ref(),
+        if_modified_since: input.if_modified_since.as_ref(),
+        if_unmodified_since: input.if_unmodified_since.as_ref(),
+    }
+    .check(&info, false)?;
+    let range = byte_range(input.range.as_ref(), input.part_number, info.size)?;
+    Ok(S3Response::new(HeadObjectOutput {
+        content_length: Some(range.map_or(info.size, |r| r.len()) as i64),
+        content_range: range.map(|r| content_range(&r, info.size)),
+        accept_ranges: Some("bytes".into()),
+        e_tag: info.etag,
+        last_modified: info.last_modified,
+        content_type: info.content_type,
+        cache_control: info.cache_control,
+        metadata: info.metadata,
+        parts_count: input.part_number.map(|_| 1),
+        ..Default::default()
+    }))
+}
+
+pub(super) async fn get_object_attributes(
+    handlers: &Handlers,
+    req: S3Request<GetObjectAttributesInput>,
+) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+    let caller = caller(&req)?;
+    let input = &req.input;
+    let row = read_row(handlers, caller, Operation::Info, &input.bucket, &input.key).await?;
+    let info = Info::of(&row);
+    let wants = |name: &str| {
+        input
+            .object_attributes
+            .iter()
+            .any(|a| a.as_str().eq_ignore_ascii_case(name))
+    };
+    Ok(S3Response::new(GetObjectAttributesOutput {
+        e_tag: info.etag.filter(|_| wants("ETag")),
+        object_size: wants("ObjectSize").then_some(info.size as i64),
+        storage_class: wants("StorageClass")
+            .then(|| StorageClass::from_static(StorageClass::STANDARD)),
+        last_modified: info.last_modified,
+        ..Default::default()
+    }))
+}
+
+pub(super) async fn put_object(
+    handlers: &Handlers,
+    req: S3Request<PutObjectInput>,
+) -> S3Result<S3Response<PutObjectOutput>> {
+    let context = context(&req)?.clone();
+    let trailer = req
+        .headers
+        .get("x-amz-trailer")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let input = req.input;
+    check_md5_header(input.content_md5.as_deref())?;
+    if input.if_match.is_some() {
+        return Err(s3(
+            S3ErrorCode::NotImplemented,
+            "conditional overwrites (If-Match on PUT) are not implemented",
+        ));
+    }
+    let expected = Expected {
+        md5: input.content_md5.clone(),
+        checksums: Checksum {
+            checksum_crc32: input.checksum_crc32.clone(),
+            checksum_crc32c: input.checksum_crc32c.clone(),
+            checksum_sha1: input.checksum_sha1.clone(),
+            checksum_sha256: input.checksum_sha256.clone(),
+            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+            ..Default::default()
+        },
+        trailer,
+        trailers: context.trailers.clone(),
+    };
+    let blob = input.body.unwrap_or_else(|| {
+        StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
+    });
+    let (body, digests) = verified(blob, expected);
+    // If-None-Match: * writes only a new key; otherwise S3 replaces.
+    let upsert = !matches!(input.if_none_match, Some(ETagCondition::Any));
+    let upload = Upload {
+        bucket: input.bucket.clone(),
+        name: input.key.clone(),
+        body,
+        declared_length: input.content_length.and_then(|l| u64::try_from(l).ok()),
+        content_type: input.content_type.clone(),
+        cache_control: input.cache_control.clone(),
+        user_metadata: user_metadata_in(input.metadata.as_ref()),
+        upsert,
+        owner: None,
+    };
+    if let Err(error) = handlers.storage.upload(&context.caller, upload).await {
+        // A checksum mismatch ends the body with an error; name it for what it was.
+        if let Some(bad) = digests.mismatch() {
+            return Err(bad);
+        }
+        return Err(object_error(error));
+    }
+    let checksums = digests.checksums();
+    Ok(S3Response::new(PutObjectOutput {
+        e_tag: digests.md5_hex().map(ETag::Strong),
+        checksum_crc32: checksums.checksum_crc32,
+        checksum_crc32c: checksums.checksum_crc32c,
+        checksum_sha1: checksums.checksum_sha1,
+        checksum_sha256: checksums.checksum_sha256,
+        checksum_crc64nvme: checksums.checksum_crc64nvme,
+        ..Default::default()
+    }))
+}
+
+pub(super) async fn copy_object(
+    handlers: &Handlers,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
+    let caller = caller(&req)?;
+    let input = &req.input;
+    let (source_bucket, source_key) = match &input.copy_source {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
+            if version_id.as_deref().is_some_and(|v| v != "null") {
+                return Err(s3(
+                    S3ErrorCode::NoSuchVersion,
+                    "The specified version does not exist.",
+                ));
+            }
+            (bucket.to_string(), key.to_string())
+        }
+        _ => {
+            return Err(s3(
+                S3ErrorCode::NotImplemented,
+                "access-point copy sources are not supported",
+            ));
+        }
+    };
+    let replace = input
+        .metadata_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str().eq_ignore_ascii_case(MetadataDirective::REPLACE));
+    if source_bucket == input.bucket && source_key == input.key && !replace {
+        return Err(s3(
+            S3ErrorCode::InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself \
+             without changing the object's metadata, storage class, website redirect location \
+             or encryption attributes.",
+        ));
+    }
+    let conditions = Conditions {
+        if_match: input.copy_source_if_match.as_ref(),
+        if_none_match: input.copy_source_if_none_match.as_ref(),
+        if_modified_since: input.copy_source_if_modified_since.as_ref(),
+        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+    };
+    if conditions.if_match.is_some()
+        || conditions.if_none_match.is_some()
+        || conditions.if_modified_since.is_some()
+        || conditions.if_unmodified_since.is_some()
+    {
+        let source = read_row(
+            handlers,
+            caller,
+            Operation::Copy,
+            &source_bucket,
+            &source_key,
+        )
+        .await?;
+        conditions.check(&Info::of(&source), true)?;
+    }
+    let row = handlers
+        .storage
+        .copy_object(
+            caller,
+            CopyRequest {
+                bucket: source_bucket,
+                source: source_key,
+                destination_bucket: input.bucket.clone(),
+                destination: input.key.clone(),
+                copy_metadata: !replace,
+                user_metadata: user_metadata_in(input.metadata.as_ref()),
+                upsert: true,
+            },
+        )
+        .await
+        .map_err(object_error)?;
+    let info = Info::of(&row);
+    Ok(S3Response::new(CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: info.etag,
+            last_modified: info.last_modified,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+/// After a delete removed nothing: AccessDenied when the caller can see the object (so a
+/// policy refused the delete), otherwise the key was simply not there, which S3 answers as
+/// deleted.
+async fn refused_delete(
+    handlers: &Handlers,
+    caller: &Caller,
+    bucket: &str,
+    key: &str,
+) -> S3Result<bool> {
+    match handlers
+        .storage
+        .object(caller, Operation::Info, bucket, key)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(Error::ObjectNotFound) => Ok(false),
+        Err(error) => Err(object_error(error)),
+    }
+}
+
+pub(super) async fn delete_object(
+    handlers: &Handlers,
+    req: S3Request<DeleteObjectInput>,
+) -> S3Result<S3Response<DeleteObjectOutput>> {
+    let caller = caller(&req)?;
+    let input = &req.input;
+    match handlers
+        .storage
+        .delete_object(caller, &input.bucket, &input.key)
+        .await
+    {
+        Ok(()) => {}
+        Err(Error::ObjectNotFound) => {
+            if !bucket_exists(handlers, &input.bucket).await? {
+                return Err(s3(
+                    S3ErrorCode::NoSuchBucket,
+                    "The specified bucket does not exist",
+                ));
+            }
+            if refused_delete(handlers, caller, &input.bucket, &input.key).await? {
+                return Err(s3(S3ErrorCode::AccessDenied, "Access Denied"));
+            }
+        }
+        Err(error) => return Err(object_error(error)),
+    }
+    Ok(S3Response::with_status(
+        DeleteObjectOutput::default(),
+        axum::http::StatusCode::NO_CONTENT,
+    ))
+}
+
+pub(super) async fn delete_objects(
+    handlers: &Handlers,
+    req: S3Request<DeleteObjectsInput>,
+) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let caller = caller(&req)?;
+    let input = &req.input;
+    let names: Vec<String> = input.delete.objects.iter().map(|o| o.key.clone()).collect();
+    if names.is_empty() {
+        return Err(s3(
+            S3ErrorCode::MalformedXML,
+            "The Delete request names no object",
+        ));
+    }
+    let deleted = handlers
+        .storage
+        .delete_objects(caller, &input.bucket, &names)
+        .await
+        .map_err(object_error)?;
+    let gone: std::collections::HashSet<&str> = deleted.iter().map(|r| r.name.as_str()).collect();
+    let mut done = Vec::new();
+    let mut errors = Vec::new();
+    for name in &names {
+        if gone.contains(name.as_str())
+            || !refused_delete(handlers, caller, &input.bucket, name).await?
+        {
+            done.push(DeletedObject {
+                key: Some(name.clone()),
+                ..Default::default()
+            });
+        } else {
+            errors.push(s3s::dto::Error {
+                code: Some("AccessDenied".into()),
+                key: Some(name.clone()),
+                message: Some("Access Denied".into()),
+                version_id: None,
+            });
+        }
+    }
+    let quiet = input.delete.quiet.unwrap_or(false);
+    Ok(S3Response::new(DeleteObjectsOutput {
+        deleted: (!quiet).then_some(done),
+        errors: Some(errors),
+        ..Default::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_lose_their_quotes() {
+        let meta = serde_json::json!({"eTag": "\"abc\""});
+        assert_eq!(etag_of(&meta), Some(ETag::Strong("abc".into())));
+    }
+
+    #[test]
+    fn user_metadata_round_trips_as_strings() {
+        let mut m = Metadata::new();
+        m.insert("Color".into(), "blue".into());
+        let json = user_metadata_in(Some(&m)).unwrap();
+        assert_eq!(json, serde_json::json!({"color": "blue"}));
+        let back = user_metadata_out(Some(&serde_json::json!({"n": 1, "s": "x"}))).unwrap();
+        assert_eq!(back["n"], "1");
+        assert_eq!(back["s"], "x");
+    }
+
+    #[test]
+    fn ranges_and_parts() {
+        let r = Range::Int {
+            first: 2,
+            last: Some(5),
+        };
+        let got = byte_range(Some(&r), None, 10).unwrap().unwrap();
+        assert_eq!((got.start, got.end), (2, 5));
+        assert!(byte_range(Some(&r), None, 0).is_err());
+        assert!(byte_range(None, Some(2), 10).is_err());
+        assert!(byte_range(None, Some(1), 10).unwrap().is_none());
+    }
+}
