@@ -78,8 +78,19 @@ impl S3Front {
         router
     }
 
-    async fn handle(&self, request: Request) -> Response {
+    async fn handle(&self, mut request: Request) -> Response {
         let scope = auth::RequestAuth::from_request(&request);
+        if prefix::signed_without_prefix(&request) {
+            // Signature V2 clients (boto3's presigned URLs by default) sign `/bucket/key`
+            // without the endpoint's path: they are verified, and routed, prefix-free.
+            match prefix::strip_early(request.uri()) {
+                Some(uri) => {
+                    *request.uri_mut() = uri;
+                    request.extensions_mut().insert(prefix::Stripped);
+                }
+                None => return StatusCode::NOT_FOUND.into_response(),
+            }
+        }
         let request = request.map(s3s::Body::http_body_unsync);
         let outer = self.outer.clone();
         match auth::REQUEST_AUTH

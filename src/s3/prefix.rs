@@ -88,6 +88,35 @@ fn is_auth_parameter(name: &str) -> bool {
     }
 }
 
+/// Marks a request whose prefix was removed before verification (Signature V2).
+#[derive(Clone, Copy)]
+pub(super) struct Stripped;
+
+/// Whether the request is signed with Signature V2 (header `AWS id:sig`, or a presigned URL
+/// with `Signature`), whose string to sign holds `/bucket/key` without the endpoint's path.
+pub(super) fn signed_without_prefix<B>(request: &axum::http::Request<B>) -> bool {
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS "));
+    let query = request.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.split('=').next() == Some("AWSAccessKeyId"))
+    });
+    header || query
+}
+
+/// The request URI with the prefix removed and the query kept as sent.
+pub(super) fn strip_early(uri: &Uri) -> Option<Uri> {
+    let path = strip(uri.path())?;
+    let text = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    text.parse().ok()
+}
+
 /// The path without the front's prefix (`/` at least), or `None` when not under one.
 fn strip(path: &str) -> Option<&str> {
     PREFIXES.iter().find_map(|prefix| {
@@ -100,15 +129,23 @@ fn strip(path: &str) -> Option<&str> {
     })
 }
 
-fn inner_uri(uri: &Uri) -> S3Result<Uri> {
-    let path =
-        strip(uri.path()).ok_or_else(|| s3(s3s::S3ErrorCode::InvalidURI, "not an S3 path"))?;
+fn inner_uri(uri: &Uri, stripped: bool) -> S3Result<Uri> {
+    let path = match stripped {
+        true => Some(uri.path()),
+        false => strip(uri.path()),
+    }
+    .ok_or_else(|| s3(s3s::S3ErrorCode::InvalidURI, "not an S3 path"))?;
     let query: Vec<&str> = uri
         .query()
         .unwrap_or("")
         .split('&')
         .filter(|pair| !pair.is_empty())
         .filter(|pair| !is_auth_parameter(pair.split('=').next().unwrap_or("")))
+        .filter(|pair| {
+            // Signature V2's presign parameters.
+            let name = pair.split('=').next().unwrap_or("");
+            !(stripped && matches!(name, "AWSAccessKeyId" | "Signature" | "Expires"))
+        })
         .collect();
     let text = if query.is_empty() {
         path.to_string()
@@ -212,7 +249,7 @@ impl S3Route for Verified {
             path: req.uri.path().to_string(),
             headers: headers_json(&req.headers),
         };
-        let uri = inner_uri(&req.uri)?;
+        let uri = inner_uri(&req.uri, req.extensions.get::<Stripped>().is_some())?;
         let mut inner = axum::http::Request::new(req.input);
         *inner.method_mut() = req.method;
         *inner.uri_mut() = uri;
@@ -254,7 +291,7 @@ mod tests {
                 .parse()
                 .unwrap();
         assert_eq!(
-            inner_uri(&uri).unwrap().to_string(),
+            inner_uri(&uri, false).unwrap().to_string(),
             "/b/k?x-id=GetObject&list-type=2"
         );
     }
