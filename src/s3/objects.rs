@@ -317,11 +317,13 @@ pub(super) async fn get_object_attributes(
     let input = &req.input;
     let row = read_row(handlers, caller, Operation::Info, &input.bucket, &input.key).await?;
     let info = Info::of(&row);
+    // One header, `x-amz-object-attributes: ETag,ObjectSize`, may carry several names.
     let wants = |name: &str| {
         input
             .object_attributes
             .iter()
-            .any(|a| a.as_str().eq_ignore_ascii_case(name))
+            .flat_map(|a| a.as_str().split(','))
+            .any(|a| a.trim().eq_ignore_ascii_case(name))
     };
     Ok(S3Response::new(GetObjectAttributesOutput {
         e_tag: info.etag.filter(|_| wants("ETag")),
