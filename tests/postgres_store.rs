@@ -53,6 +53,7 @@ fn upload(name: &str, body: ByteStream, upsert: bool) -> Upload {
         user_metadata: None,
         upsert,
         owner: None,
+        headers: Default::default(),
     }
 }
 

@@ -43,6 +43,8 @@ pub struct ObjectMetadata {
     pub content_length: Option<u64>,
     pub http_status_code: Option<u16>,
     pub sha256: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
 }
 
 /// An object row as clients see it in listings and delete results.
@@ -112,6 +114,27 @@ pub struct Upload {
     /// The new row's `owner_id` when it is not the caller's `sub` (an upload through a signed
     /// URL belongs to its signer); `None`: the caller's.
     pub owner: Option<String>,
+    /// Representation headers kept with the object and served back (S3 keeps them).
+    pub headers: ContentHeaders,
+}
+
+/// `Content-Disposition` and `Content-Encoding` as given at upload, kept in `metadata`
+/// (`contentDisposition`, `contentEncoding`) when present.
+#[derive(Debug, Clone, Default)]
+pub struct ContentHeaders {
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+}
+
+impl ContentHeaders {
+    fn add_to(&self, metadata: &mut Value) {
+        if let Some(value) = &self.content_disposition {
+            metadata["contentDisposition"] = json!(value);
+        }
+        if let Some(value) = &self.content_encoding {
+            metadata["contentEncoding"] = json!(value);
+        }
+    }
 }
 
 /// Where a write landed.
@@ -231,6 +254,7 @@ impl Storage {
                     &meter,
                     &mimetype,
                     &cache_control,
+                    &upload.headers,
                 )
                 .await
                 .map_err(|e| self.body_error(&meter, e))?;
@@ -252,7 +276,8 @@ impl Storage {
             return Err(self.body_error(&meter, error));
         }
         let measured = meter::finish(&meter);
-        let metadata = metadata_json(&measured, &mimetype, &cache_control);
+        let mut metadata = metadata_json(&measured, &mimetype, &cache_control);
+        upload.headers.add_to(&mut metadata);
         match self
             .commit_settling(
                 caller,
@@ -660,6 +685,7 @@ impl Storage {
         meter: &meter::SharedMeter,
         mimetype: &str,
         cache_control: &str,
+        headers: &ContentHeaders,
     ) -> Result<Uuid, Error> {
         let tx = self.begin(caller, operation).await?;
         // The policy check comes before any byte is written, as on every store.
@@ -706,7 +732,8 @@ impl Storage {
             }
             None => 0,
         };
-        let metadata = metadata_json(&meter::finish(meter), mimetype, cache_control);
+        let mut metadata = metadata_json(&meter::finish(meter), mimetype, cache_control);
+        headers.add_to(&mut metadata);
         let id = write_row_settling(&tx, write, &key, &metadata, overwrite, upsert).await?;
         tx.commit().await?;
         Ok(id)

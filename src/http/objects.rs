@@ -102,6 +102,7 @@ async fn upload(
                 user_metadata: parsed.user_metadata,
                 upsert,
                 owner: None,
+                headers: Default::default(),
             },
         )
         .await

@@ -39,6 +39,7 @@ impl UploadBody {
             user_metadata: self.user_metadata,
             upsert,
             owner,
+            headers: Default::default(),
         }
     }
 }

@@ -16,7 +16,7 @@ use super::body::{Expected, check_md5_header, to_blob, verified};
 use super::error::{bucket_error, object_error, s3};
 use super::handlers::{Handlers, caller, context};
 use crate::bytes::ByteRange;
-use crate::core::objects::{CopyRequest, ObjectRow, Upload};
+use crate::core::objects::{ContentHeaders, CopyRequest, ObjectRow, Upload};
 use crate::core::{Caller, Error, Operation};
 
 /// `metadata.eTag` (stored with its quotes) as an S3 ETag.
@@ -61,6 +61,8 @@ struct Info {
     last_modified: Option<Timestamp>,
     content_type: Option<String>,
     cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
     metadata: Option<Metadata>,
 }
 
@@ -73,6 +75,8 @@ impl Info {
             last_modified: last_modified_of(row.metadata.as_ref(), row.updated_at),
             content_type: system.mimetype,
             cache_control: system.cache_control,
+            content_disposition: system.content_disposition,
+            content_encoding: system.content_encoding,
             metadata: user_metadata_out(row.user_metadata.as_ref()),
         }
     }
@@ -273,6 +277,8 @@ pub(super) async fn get_object(
         last_modified: info.last_modified,
         content_type: info.content_type,
         cache_control: info.cache_control,
+        content_disposition: info.content_disposition,
+        content_encoding: info.content_encoding,
         metadata: info.metadata,
         parts_count: input.part_number.map(|_| 1),
         ..Default::default()
@@ -303,6 +309,8 @@ pub(super) async fn head_object(
         last_modified: info.last_modified,
         content_type: info.content_type,
         cache_control: info.cache_control,
+        content_disposition: info.content_disposition,
+        content_encoding: info.content_encoding,
         metadata: info.metadata,
         parts_count: input.part_number.map(|_| 1),
         ..Default::default()
@@ -382,6 +390,10 @@ pub(super) async fn put_object(
         user_metadata: user_metadata_in(input.metadata.as_ref()),
         upsert,
         owner: None,
+        headers: ContentHeaders {
+            content_disposition: input.content_disposition.clone(),
+            content_encoding: input.content_encoding.clone(),
+        },
     };
     if let Err(error) = handlers.storage.upload(&context.caller, upload).await {
         // A checksum mismatch ends the body with an error; name it for what it was.

@@ -19,6 +19,8 @@ def test_put_get_head_keep_metadata(bucket):
         Body=b"quarterly numbers",
         ContentType="text/x-report",
         CacheControl="max-age=60",
+        ContentDisposition='attachment; filename="report.txt"',
+        ContentEncoding="identity",
         Metadata={"Color": "blue", "owner-team": "finance"},
     )
     etag = put["ETag"]
@@ -27,6 +29,8 @@ def test_put_get_head_keep_metadata(bucket):
     assert got["Body"].read() == b"quarterly numbers"
     assert got["ContentType"] == "text/x-report"
     assert got["CacheControl"] == "max-age=60"
+    assert got["ContentDisposition"] == 'attachment; filename="report.txt"'
+    assert got["ContentEncoding"] == "identity"
     assert got["Metadata"] == {"color": "blue", "owner-team": "finance"}
     assert got["ETag"] == etag
     head = s3.head_object(Bucket=bucket, Key="docs/report.txt")
