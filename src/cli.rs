@@ -25,7 +25,9 @@ pub fn run(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("PGSTORAGE_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn")),
+                // s3s logs every refused S3 request (NoSuchKey, AccessDenied, ...) as an error;
+                // the S3 front logs its own faults.
+                .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,s3s=off")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -570,6 +570,12 @@ pub(super) async fn delete_objects(
         .delete_objects(caller, &input.bucket, &names)
         .await
         .map_err(object_error)?;
+    if deleted.is_empty() && !bucket_exists(handlers, &input.bucket).await? {
+        return Err(s3(
+            S3ErrorCode::NoSuchBucket,
+            "The specified bucket does not exist",
+        ));
+    }
     let gone: std::collections::HashSet<&str> = deleted.iter().map(|r| r.name.as_str()).collect();
     let mut done = Vec::new();
     let mut errors = Vec::new();

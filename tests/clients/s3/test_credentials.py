@@ -116,3 +116,33 @@ def test_bad_session_tokens():
 def test_any_region_signs(bucket):
     for region in ("us-east-1", "auto", "eu-central-1"):
         static(region=region).head_bucket(Bucket=bucket)
+
+
+def test_unsigned_requests_run_as_anon(bucket):
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    from conftest import URL
+
+    readable = bucket + "-readable"
+    static().create_bucket(Bucket=readable)
+    static().put_object(Bucket=readable, Key="open.txt", Body=b"for everyone")
+    static().put_object(Bucket=bucket, Key="closed.txt", Body=b"private")
+    assert rest("PUT", f"/bucket/{readable}", {"public": True})[0] == 200
+    anon = boto3.client(
+        "s3",
+        endpoint_url=URL + "/s3",
+        region_name="us-east-1",
+        config=Config(signature_version=UNSIGNED, s3={"addressing_style": "path"}),
+    )
+    assert anon.get_object(Bucket=readable, Key="open.txt")["Body"].read() == b"for everyone"
+    assert error_of(anon.get_object, Bucket=bucket, Key="closed.txt")[1] == 404
+    assert error_of(anon.put_object, Bucket=readable, Key="planted.txt", Body=b"x")[:2] == ("AccessDenied", 403)
+
+
+def test_database_key_sees_only_what_policies_show(bucket):
+    # Buckets are visible to users only when public (fixtures: buckets_public_read).
+    names = [b["Name"] for b in dbkey().list_buckets()["Buckets"]]
+    assert bucket not in names
+    assert error_of(dbkey().create_bucket, Bucket=bucket + "-mine")[:2] == ("AccessDenied", 403)

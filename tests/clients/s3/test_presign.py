@@ -64,3 +64,16 @@ def test_expired_presigned_url(bucket):
     status, body = fetch(url)
     assert status == 403
     assert b"<Code>AccessDenied</Code>" in body and b"Request has expired" in body
+
+
+def test_presigned_url_with_a_session_token(bucket):
+    from conftest import session
+
+    static().put_object(Bucket=bucket, Key="u2/via-session.txt", Body=b"session link")
+    s3 = session(signature_version="s3v4")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "u2/via-session.txt"}, ExpiresIn=60)
+    assert "X-Amz-Security-Token=" in url
+    assert fetch(url) == (200, b"session link")
+    other = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "u1/x.txt"}, ExpiresIn=60)
+    static().put_object(Bucket=bucket, Key="u1/x.txt", Body=b"x")
+    assert fetch(other)[0] == 404
