@@ -76,6 +76,8 @@ pub struct Entry {
     pub created_at: Option<DateTime<Utc>>,
     pub last_accessed_at: Option<DateTime<Utc>>,
     pub metadata: Option<Value>,
+    /// The object's `owner_id` (`None` for folders).
+    pub owner_id: Option<String>,
 }
 
 /// `POST /object/list` (v1): one level under a folder prefix, offset-paginated.
@@ -191,7 +193,7 @@ struct Walk<'a> {
     max: i64,
 }
 
-const WALK_COLUMNS: &str = "name, id, updated_at, created_at, last_accessed_at, metadata";
+const WALK_COLUMNS: &str = "name, id, updated_at, created_at, last_accessed_at, metadata, owner_id";
 
 impl Walk<'_> {
     /// Parameters: $1 bucket, $2 where the walk starts (inclusive ascending, exclusive
@@ -225,7 +227,7 @@ impl Walk<'_> {
                   where o.bucket_id = $1 and {first}
                   order by o.name {order} limit 1)
               union all
-                (select p.name, p.id, p.updated_at, p.created_at, p.last_accessed_at, p.metadata, w.n + 1
+                (select p.name, p.id, p.updated_at, p.created_at, p.last_accessed_at, p.metadata, p.owner_id, w.n + 1
                    from walk w
                   cross join lateral (
                         select {WALK_COLUMNS} from storage.objects o
@@ -276,6 +278,7 @@ impl Walk<'_> {
                 created_at: row.get(3),
                 last_accessed_at: row.get(4),
                 metadata: None,
+                owner_id: None,
             },
             None => Entry {
                 key: rest.rsplit('/').next().unwrap_or(rest).to_string(),
@@ -286,6 +289,7 @@ impl Walk<'_> {
                 created_at: row.get(3),
                 last_accessed_at: row.get(4),
                 metadata: row.get(5),
+                owner_id: row.get(6),
             },
         }
     }
@@ -389,6 +393,7 @@ impl Storage {
                 created_at: None,
                 last_accessed_at: None,
                 metadata: None,
+                owner_id: None,
             })
             .collect();
         let room = limit - entries.len() as i64;
@@ -672,6 +677,7 @@ async fn files_at_level(
                 created_at: row.get(3),
                 last_accessed_at: row.get(4),
                 metadata: row.get(5),
+                owner_id: row.get(6),
             }
         })
         .collect())

@@ -124,12 +124,9 @@ fn size_of(entry: &Entry) -> i64 {
         .unwrap_or(0)
 }
 
-/// Splits a page into objects and common prefixes, keys encoded as asked.
-fn split(
-    page: &S3Page,
-    encoding: &Encoding,
-    owner: Option<&Owner>,
-) -> (Vec<Object>, Vec<CommonPrefix>) {
+/// Splits a page into objects and common prefixes, keys encoded as asked, with each object's
+/// owner (its `owner_id`) when `owners`.
+fn split(page: &S3Page, encoding: &Encoding, owners: bool) -> (Vec<Object>, Vec<CommonPrefix>) {
     let mut objects = Vec::new();
     let mut prefixes = Vec::new();
     for entry in &page.entries {
@@ -147,7 +144,7 @@ fn split(
             storage_class: Some(ObjectStorageClass::from_static(
                 ObjectStorageClass::STANDARD,
             )),
-            owner: owner.cloned(),
+            owner: owners.then(|| owner_of(entry.owner_id.as_deref().unwrap_or(""))),
             ..Default::default()
         });
     }
@@ -176,15 +173,7 @@ pub(super) async fn list_objects_v2(
         max,
     };
     let page = page(handlers, caller, &input.bucket, &query).await?;
-    // Objects carry no account; the owner shown is the row's owner when asked for.
-    let owner = input.fetch_owner.unwrap_or(false).then(|| {
-        owner_of(
-            &caller
-                .owner()
-                .unwrap_or_else(|| caller.identity.role.clone()),
-        )
-    });
-    let (contents, prefixes) = split(&page, &encoding, owner.as_ref());
+    let (contents, prefixes) = split(&page, &encoding, input.fetch_owner.unwrap_or(false));
     let next = page
         .truncated
         .then(|| page.entries.last().map(|e| token_for(&e.path)))
@@ -222,7 +211,8 @@ pub(super) async fn list_objects(
         max,
     };
     let page = page(handlers, caller, &input.bucket, &query).await?;
-    let (contents, prefixes) = split(&page, &encoding, None);
+    // ListObjects (v1) always shows owners.
+    let (contents, prefixes) = split(&page, &encoding, true);
     let next_marker = page
         .truncated
         .then(|| page.entries.last().map(|e| encoding.apply(&e.path)))
@@ -258,7 +248,7 @@ pub(super) async fn list_object_versions(
         max,
     };
     let page = page(handlers, caller, &input.bucket, &query).await?;
-    let (objects, prefixes) = split(&page, &encoding, None);
+    let (objects, prefixes) = split(&page, &encoding, true);
     let versions = objects
         .into_iter()
         .map(|o| ObjectVersion {

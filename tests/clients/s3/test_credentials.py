@@ -43,6 +43,9 @@ def test_database_key_is_user_u1_under_rls(bucket, prefix):
     assert static().get_object(Bucket=bucket, Key="u2/theirs.txt")["Body"].read() == b"u2's"
     status, info, _ = rest("GET", f"/object/info/authenticated/{bucket}/u1/mine.txt")
     assert status == 200 and info["size"] == len(b"u1 wrote this"), info
+    # The row is owned by the key's sub, as with a JWT.
+    listed = s3.list_objects_v2(Bucket=bucket, FetchOwner=True)["Contents"]
+    assert [o["Owner"]["ID"] for o in listed] == ["u1"]
     s3.delete_object(Bucket=bucket, Key="u1/mine.txt")
     assert error_of(s3.head_object, Bucket=bucket, Key="u1/mine.txt")[1] == 404
 

@@ -61,6 +61,7 @@ def test_v2_start_after_and_encoding(bucket):
     assert raw["Contents"][0]["Key"] == "d%20e/%C3%BC%2B%25.txt"
     owned = s3.list_objects_v2(Bucket=bucket, FetchOwner=True, MaxKeys=1)
     assert "Owner" in owned["Contents"][0]
+    assert "Owner" not in s3.list_objects_v2(Bucket=bucket, MaxKeys=1)["Contents"][0]
     assert s3.list_objects_v2(Bucket=bucket, MaxKeys=0)["KeyCount"] == 0
 
 
