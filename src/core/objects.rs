@@ -156,6 +156,17 @@ pub struct CopyRequest {
     pub copy_metadata: bool,
     pub user_metadata: Option<Value>,
     pub upsert: bool,
+    /// New representation headers for the copy (S3's REPLACE directive); `None` keeps the
+    /// source's.
+    pub replace_headers: Option<ReplacedHeaders>,
+}
+
+/// What a copy may set anew instead of carrying it over from its source.
+#[derive(Debug, Clone, Default)]
+pub struct ReplacedHeaders {
+    pub content_type: Option<String>,
+    pub cache_control: Option<String>,
+    pub headers: ContentHeaders,
 }
 
 /// How often an upsert re-decides between insert and overwrite when concurrent requests keep
@@ -477,6 +488,24 @@ impl Storage {
         let mut metadata = source.metadata.clone().unwrap_or_else(|| json!({}));
         let now = Utc::now();
         metadata["lastModified"] = json!(iso(now));
+        if let Some(replace) = &copy.replace_headers {
+            let mimetype = content_type_for(replace.content_type.as_deref(), &copy.destination);
+            if let Some(allowed) = &target.allowed_mime_types
+                && !mime_allowed(allowed, &mimetype)
+            {
+                return Err(Error::UnsupportedMediaType(format!(
+                    "mime type {mimetype} is not supported"
+                )));
+            }
+            metadata["mimetype"] = json!(mimetype);
+            metadata["cacheControl"] =
+                json!(replace.cache_control.as_deref().unwrap_or("no-cache"));
+            if let Some(map) = metadata.as_object_mut() {
+                map.remove("contentDisposition");
+                map.remove("contentEncoding");
+            }
+            replace.headers.add_to(&mut metadata);
+        }
         let (id, key) = if self.bytes.in_database() {
             self.copy_in_database(caller, &write, &source_key, &metadata, target.exists)
                 .await?

@@ -405,6 +405,7 @@ async fn copy_object(
                 copy_metadata: body.copy_metadata.unwrap_or(true),
                 user_metadata,
                 upsert: upsert_header(&headers),
+                replace_headers: None,
             },
         )
         .await?;

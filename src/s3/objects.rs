@@ -16,7 +16,7 @@ use super::body::{Expected, check_md5_header, to_blob, verified};
 use super::error::{bucket_error, object_error, s3};
 use super::handlers::{Handlers, caller, context};
 use crate::bytes::ByteRange;
-use crate::core::objects::{ContentHeaders, CopyRequest, ObjectRow, Upload};
+use crate::core::objects::{ContentHeaders, CopyRequest, ObjectRow, ReplacedHeaders, Upload};
 use crate::core::{Caller, Error, Operation};
 
 /// `metadata.eTag` (stored with its quotes) as an S3 ETag.
@@ -486,6 +486,14 @@ pub(super) async fn copy_object(
                 copy_metadata: !replace,
                 user_metadata: user_metadata_in(input.metadata.as_ref()),
                 upsert: true,
+                replace_headers: replace.then(|| ReplacedHeaders {
+                    content_type: input.content_type.clone(),
+                    cache_control: input.cache_control.clone(),
+                    headers: ContentHeaders {
+                        content_disposition: input.content_disposition.clone(),
+                        content_encoding: input.content_encoding.clone(),
+                    },
+                }),
             },
         )
         .await

@@ -151,6 +151,21 @@ def test_copy_object(bucket):
         Metadata={"k": "new"},
     )
     assert s3.head_object(Bucket=bucket, Key="src.txt")["Metadata"] == {"k": "new"}
+    # ... and the representation headers, given anew (the AWS CLI's --content-type, ...).
+    s3.copy_object(
+        Bucket=bucket,
+        Key="src.txt",
+        CopySource={"Bucket": bucket, "Key": "src.txt"},
+        MetadataDirective="REPLACE",
+        ContentType="application/json",
+        CacheControl="max-age=9",
+    )
+    head = s3.head_object(Bucket=bucket, Key="src.txt")
+    assert (head["ContentType"], head["CacheControl"], head["Metadata"]) == ("application/json", "max-age=9", {})
+    assert s3.get_object(Bucket=bucket, Key="src.txt")["Body"].read() == b"copied"
+    # COPY keeps the source's.
+    s3.copy_object(Bucket=bucket, Key="dst2.txt", CopySource={"Bucket": bucket, "Key": "src.txt"})
+    assert s3.head_object(Bucket=bucket, Key="dst2.txt")["ContentType"] == "application/json"
     # A same-key copy that changes nothing is refused, as by S3.
     assert error_of(s3.copy_object, Bucket=bucket, Key="src.txt", CopySource={"Bucket": bucket, "Key": "src.txt"})[
         0
