@@ -1,4 +1,5 @@
-//! The S3 front as real S3 clients use it: boto3, the AWS CLI, rclone and hand-signed aws-chunked
+//! The S3 front as real S3 clients use it: boto3, the AWS CLI, rclone, the AWS SDK for
+//! JavaScript and hand-signed aws-chunked
 //! requests (the suite in `tests/clients/s3/`, under pytest), against a live server on a fresh
 //! database with the client fixtures' owner-folder policy, and with each kind of credential:
 //! the static key pair, database keys (one live, bound to `authenticated` + `u1`, one revoked)
