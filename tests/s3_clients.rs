@@ -1,9 +1,9 @@
 //! The S3 front as real S3 clients use it: boto3, the AWS CLI, rclone, the AWS SDK for
-//! JavaScript and hand-signed aws-chunked
-//! requests (the suite in `tests/clients/s3/`, under pytest), against a live server on a fresh
-//! database with the client fixtures' owner-folder policy, and with each kind of credential:
-//! the static key pair, database keys (one live, bound to `authenticated` + `u1`, one revoked)
-//! and session tokens (user `u2`'s JWT, signed with the anon key).
+//! JavaScript and hand-signed aws-chunked requests (the suite in `tests/clients/s3/`, under
+//! pytest), against a live server on a fresh database with the client fixtures' owner-folder
+//! policy, and with each kind of credential: the static key pair, database keys (one live,
+//! bound to `authenticated` + `u1`, one revoked) and session tokens (user `u2`'s JWT, signed
+//! with the anon key).
 //!
 //! The clients are installed by `scripts/install-client-deps`; without them this test fails
 //! and says so.
