@@ -6,7 +6,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3, S3Request, S3Response, S3Result};
 
 use super::prefix::{AnyName, Context};
-use super::{buckets, error, listing, multipart, objects};
+use super::{buckets, copy, delete, error, listing, multipart, objects};
 use crate::core::{Caller, Storage};
 
 /// What every handler gets: the core and the server's S3 settings.
@@ -106,15 +106,15 @@ impl S3 for Handlers {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> Out<CopyObjectOutput> {
-        objects::copy_object(self, req).await
+        copy::copy_object(self, req).await
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> Out<DeleteObjectOutput> {
-        objects::delete_object(self, req).await
+        delete::delete_object(self, req).await
     }
 
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> Out<DeleteObjectsOutput> {
-        objects::delete_objects(self, req).await
+        delete::delete_objects(self, req).await
     }
 
     async fn create_multipart_upload(

@@ -13,12 +13,15 @@
 //!    which has no authentication of its own: it routes the now prefix-free path to the
 //!    operation handlers, which read the verified caller from the request's extensions.
 //!
-//! Handlers are split by job: [`buckets`], [`objects`], [`listing`], [`multipart`] (not
-//! wired to the core yet), with core errors mapped onto S3 codes in [`error`].
+//! Handlers are split by job: [`buckets`], [`objects`], [`copy`], [`delete`], [`listing`],
+//! [`multipart`] (not wired to the core yet), with core errors mapped onto S3 codes in
+//! [`error`].
 
 mod auth;
 mod body;
 mod buckets;
+mod copy;
+mod delete;
 mod error;
 mod handlers;
 mod listing;

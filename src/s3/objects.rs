@@ -1,6 +1,6 @@
 //! Object operations: GetObject, HeadObject, GetObjectAttributes (`storage.download` /
-//! `storage.info`), PutObject (`storage.upload` / `storage.overwrite`), CopyObject
-//! (`storage.copy`), DeleteObject and DeleteObjects (`storage.delete`).
+//! `storage.info`) and PutObject (`storage.upload` / `storage.overwrite`), and the object view
+//! the other object files share (CopyObject in [`super::copy`], deletes in [`super::delete`]).
 //!
 //! An object's S3 view comes from the same row the REST API serves: `metadata.eTag`, `size`,
 //! `mimetype`, `cacheControl`, `lastModified`, and `x-amz-meta-*` as `user_metadata`, so an
@@ -16,7 +16,7 @@ use super::body::{Expected, check_md5_header, to_blob, verified};
 use super::error::{bucket_error, object_error, s3};
 use super::handlers::{Handlers, caller, context};
 use crate::bytes::ByteRange;
-use crate::core::objects::{ContentHeaders, CopyRequest, ObjectRow, ReplacedHeaders, Upload};
+use crate::core::objects::{ContentHeaders, ObjectRow, Upload};
 use crate::core::{Caller, Error, Operation};
 
 /// `metadata.eTag` (stored with its quotes) as an S3 ETag.
@@ -55,10 +55,10 @@ fn seconds(time: &Timestamp) -> Option<i64> {
 }
 
 /// What the handlers read of a row.
-struct Info {
+pub(super) struct Info {
     size: u64,
-    etag: Option<ETag>,
-    last_modified: Option<Timestamp>,
+    pub(super) etag: Option<ETag>,
+    pub(super) last_modified: Option<Timestamp>,
     content_type: Option<String>,
     cache_control: Option<String>,
     content_disposition: Option<String>,
@@ -67,7 +67,7 @@ struct Info {
 }
 
 impl Info {
-    fn of(row: &ObjectRow) -> Self {
+    pub(super) fn of(row: &ObjectRow) -> Self {
         let system = row.system_metadata();
         Self {
             size: row.size(),
@@ -101,7 +101,7 @@ fn user_metadata_out(value: Option<&Value>) -> Option<Metadata> {
 }
 
 /// `x-amz-meta-*` as `user_metadata` (`None` when there is none).
-fn user_metadata_in(metadata: Option<&Metadata>) -> Option<Value> {
+pub(super) fn user_metadata_in(metadata: Option<&Metadata>) -> Option<Value> {
     let metadata = metadata.filter(|m| !m.is_empty())?;
     let map: Map<String, Value> = metadata
         .iter()
@@ -119,17 +119,17 @@ fn etag_matches(condition: &ETagCondition, etag: Option<&ETag>) -> bool {
 }
 
 /// Request preconditions, checked in RFC 9110's order.
-struct Conditions<'a> {
-    if_match: Option<&'a ETagCondition>,
-    if_none_match: Option<&'a ETagCondition>,
-    if_modified_since: Option<&'a Timestamp>,
-    if_unmodified_since: Option<&'a Timestamp>,
+pub(super) struct Conditions<'a> {
+    pub(super) if_match: Option<&'a ETagCondition>,
+    pub(super) if_none_match: Option<&'a ETagCondition>,
+    pub(super) if_modified_since: Option<&'a Timestamp>,
+    pub(super) if_unmodified_since: Option<&'a Timestamp>,
 }
 
 impl Conditions<'_> {
     /// `Err` with PreconditionFailed (412), or NotModified (304) for reads; a copy's source
     /// conditions answer 412 for both, as S3 does.
-    fn check(&self, info: &Info, copy: bool) -> S3Result<()> {
+    pub(super) fn check(&self, info: &Info, copy: bool) -> S3Result<()> {
         let modified = info.last_modified.as_ref().and_then(seconds);
         let failed = || {
             s3(
@@ -209,7 +209,7 @@ fn content_range(range: &ByteRange, size: u64) -> String {
     format!("bytes {}-{}/{}", range.start, range.end, size)
 }
 
-async fn read_row(
+pub(super) async fn read_row(
     handlers: &Handlers,
     caller: &Caller,
     operation: Operation,
@@ -231,7 +231,7 @@ async fn read_row(
     }
 }
 
-async fn bucket_exists(handlers: &Handlers, bucket: &str) -> S3Result<bool> {
+pub(super) async fn bucket_exists(handlers: &Handlers, bucket: &str) -> S3Result<bool> {
     handlers
         .storage
         .bucket_exists(bucket)
@@ -410,204 +410,6 @@ pub(super) async fn put_object(
         checksum_sha1: checksums.checksum_sha1,
         checksum_sha256: checksums.checksum_sha256,
         checksum_crc64nvme: checksums.checksum_crc64nvme,
-        ..Default::default()
-    }))
-}
-
-pub(super) async fn copy_object(
-    handlers: &Handlers,
-    req: S3Request<CopyObjectInput>,
-) -> S3Result<S3Response<CopyObjectOutput>> {
-    let caller = caller(&req)?;
-    let input = &req.input;
-    let (source_bucket, source_key) = match &input.copy_source {
-        CopySource::Bucket {
-            bucket,
-            key,
-            version_id,
-        } => {
-            if version_id.as_deref().is_some_and(|v| v != "null") {
-                return Err(s3(
-                    S3ErrorCode::NoSuchVersion,
-                    "The specified version does not exist.",
-                ));
-            }
-            (bucket.to_string(), key.to_string())
-        }
-        _ => {
-            return Err(s3(
-                S3ErrorCode::NotImplemented,
-                "access-point copy sources are not supported",
-            ));
-        }
-    };
-    let replace = input
-        .metadata_directive
-        .as_ref()
-        .is_some_and(|d| d.as_str().eq_ignore_ascii_case(MetadataDirective::REPLACE));
-    if source_bucket == input.bucket && source_key == input.key && !replace {
-        return Err(s3(
-            S3ErrorCode::InvalidRequest,
-            "This copy request is illegal because it is trying to copy an object to itself \
-             without changing the object's metadata, storage class, website redirect location \
-             or encryption attributes.",
-        ));
-    }
-    let conditions = Conditions {
-        if_match: input.copy_source_if_match.as_ref(),
-        if_none_match: input.copy_source_if_none_match.as_ref(),
-        if_modified_since: input.copy_source_if_modified_since.as_ref(),
-        if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-    };
-    if conditions.if_match.is_some()
-        || conditions.if_none_match.is_some()
-        || conditions.if_modified_since.is_some()
-        || conditions.if_unmodified_since.is_some()
-    {
-        let source = read_row(
-            handlers,
-            caller,
-            Operation::Copy,
-            &source_bucket,
-            &source_key,
-        )
-        .await?;
-        conditions.check(&Info::of(&source), true)?;
-    }
-    let row = handlers
-        .storage
-        .copy_object(
-            caller,
-            CopyRequest {
-                bucket: source_bucket,
-                source: source_key,
-                destination_bucket: input.bucket.clone(),
-                destination: input.key.clone(),
-                copy_metadata: !replace,
-                user_metadata: user_metadata_in(input.metadata.as_ref()),
-                upsert: true,
-                replace_headers: replace.then(|| ReplacedHeaders {
-                    content_type: input.content_type.clone(),
-                    cache_control: input.cache_control.clone(),
-                    headers: ContentHeaders {
-                        content_disposition: input.content_disposition.clone(),
-                        content_encoding: input.content_encoding.clone(),
-                    },
-                }),
-            },
-        )
-        .await
-        .map_err(object_error)?;
-    let info = Info::of(&row);
-    Ok(S3Response::new(CopyObjectOutput {
-        copy_object_result: Some(CopyObjectResult {
-            e_tag: info.etag,
-            last_modified: info.last_modified,
-            ..Default::default()
-        }),
-        ..Default::default()
-    }))
-}
-
-/// After a delete removed nothing: AccessDenied when the caller can see the object (so a
-/// policy refused the delete), otherwise the key was simply not there, which S3 answers as
-/// deleted.
-async fn refused_delete(
-    handlers: &Handlers,
-    caller: &Caller,
-    bucket: &str,
-    key: &str,
-) -> S3Result<bool> {
-    match handlers
-        .storage
-        .object(caller, Operation::Info, bucket, key)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(Error::ObjectNotFound) => Ok(false),
-        Err(error) => Err(object_error(error)),
-    }
-}
-
-pub(super) async fn delete_object(
-    handlers: &Handlers,
-    req: S3Request<DeleteObjectInput>,
-) -> S3Result<S3Response<DeleteObjectOutput>> {
-    let caller = caller(&req)?;
-    let input = &req.input;
-    match handlers
-        .storage
-        .delete_object(caller, &input.bucket, &input.key)
-        .await
-    {
-        Ok(()) => {}
-        Err(Error::ObjectNotFound) => {
-            if !bucket_exists(handlers, &input.bucket).await? {
-                return Err(s3(
-                    S3ErrorCode::NoSuchBucket,
-                    "The specified bucket does not exist",
-                ));
-            }
-            if refused_delete(handlers, caller, &input.bucket, &input.key).await? {
-                return Err(s3(S3ErrorCode::AccessDenied, "Access Denied"));
-            }
-        }
-        Err(error) => return Err(object_error(error)),
-    }
-    Ok(S3Response::with_status(
-        DeleteObjectOutput::default(),
-        axum::http::StatusCode::NO_CONTENT,
-    ))
-}
-
-pub(super) async fn delete_objects(
-    handlers: &Handlers,
-    req: S3Request<DeleteObjectsInput>,
-) -> S3Result<S3Response<DeleteObjectsOutput>> {
-    let caller = caller(&req)?;
-    let input = &req.input;
-    let names: Vec<String> = input.delete.objects.iter().map(|o| o.key.clone()).collect();
-    if names.is_empty() {
-        return Err(s3(
-            S3ErrorCode::MalformedXML,
-            "The Delete request names no object",
-        ));
-    }
-    let deleted = handlers
-        .storage
-        .delete_objects(caller, &input.bucket, &names)
-        .await
-        .map_err(object_error)?;
-    if deleted.is_empty() && !bucket_exists(handlers, &input.bucket).await? {
-        return Err(s3(
-            S3ErrorCode::NoSuchBucket,
-            "The specified bucket does not exist",
-        ));
-    }
-    let gone: std::collections::HashSet<&str> = deleted.iter().map(|r| r.name.as_str()).collect();
-    let mut done = Vec::new();
-    let mut errors = Vec::new();
-    for name in &names {
-        if gone.contains(name.as_str())
-            || !refused_delete(handlers, caller, &input.bucket, name).await?
-        {
-            done.push(DeletedObject {
-                key: Some(name.clone()),
-                ..Default::default()
-            });
-        } else {
-            errors.push(s3s::dto::Error {
-                code: Some("AccessDenied".into()),
-                key: Some(name.clone()),
-                message: Some("Access Denied".into()),
-                version_id: None,
-            });
-        }
-    }
-    let quiet = input.delete.quiet.unwrap_or(false);
-    Ok(S3Response::new(DeleteObjectsOutput {
-        deleted: (!quiet).then_some(done),
-        errors: Some(errors),
         ..Default::default()
     }))
 }
