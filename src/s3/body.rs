@@ -61,7 +61,49 @@ pub(super) struct Expected {
 struct Measured {
     md5_hex: Option<String>,
     mismatch: Option<String>,
+    /// The transfer itself failed a check of `s3s` (payload hash, chunk signature).
+    transfer: Option<Transfer>,
     checksums: Checksum,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Transfer {
+    PayloadHashMismatch,
+    ChunkSignatureMismatch,
+}
+
+impl Transfer {
+    /// `s3s` reports these through the body stream as errors of private types; their text is
+    /// all there is to go by. Unrecognised failures stay plain broken uploads.
+    fn of(error: &dyn std::error::Error) -> Option<Self> {
+        let text = error.to_string();
+        if text.contains("Sha256Mismatch") {
+            Some(Self::PayloadHashMismatch)
+        } else if text.contains("SignatureMismatch") {
+            Some(Self::ChunkSignatureMismatch)
+        } else {
+            None
+        }
+    }
+
+    fn error(self) -> s3s::S3Error {
+        match self {
+            Self::PayloadHashMismatch => {
+                let code = S3ErrorCode::from_bytes(b"XAmzContentSHA256Mismatch")
+                    .unwrap_or(S3ErrorCode::BadDigest);
+                let mut error = s3(
+                    code,
+                    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+                );
+                error.set_status_code(axum::http::StatusCode::BAD_REQUEST);
+                error
+            }
+            Self::ChunkSignatureMismatch => s3(
+                S3ErrorCode::SignatureDoesNotMatch,
+                "The signature of a chunk of the body does not match.",
+            ),
+        }
+    }
 }
 
 /// The handler's view of a verified body.
@@ -74,9 +116,12 @@ impl Digests {
         self.0.lock().ok().and_then(|m| m.md5_hex.clone())
     }
 
-    /// `BadDigest` if a checksum did not match.
+    /// `BadDigest` if a checksum did not match, or the error of a transfer check that failed.
     pub(super) fn mismatch(&self) -> Option<s3s::S3Error> {
         let measured = self.0.lock().ok()?;
+        if let Some(transfer) = measured.transfer {
+            return Some(transfer.error());
+        }
         measured
             .mismatch
             .as_ref()
@@ -264,6 +309,11 @@ impl Stream for Verifier {
             }
             Poll::Ready(Some(Err(error))) => {
                 self.done = true;
+                if let Some(transfer) = Transfer::of(error.as_ref())
+                    && let Ok(mut measured) = self.digests.0.lock()
+                {
+                    measured.transfer = Some(transfer);
+                }
                 Poll::Ready(Some(Err(io::Error::other(error))))
             }
             Poll::Ready(None) => {

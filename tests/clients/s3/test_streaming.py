@@ -114,8 +114,19 @@ def test_tampered_chunk_is_refused(bucket):
     body = signed_chunked_body(data, key, scope, amz_date, seed, tamper=True)
     headers["Content-Length"] = str(len(body))
     status, text = send("PUT", path, headers, body)
-    assert status in (400, 403), text
+    assert status == 403 and b"SignatureDoesNotMatch" in text, text
     assert error_of(static().head_object, Bucket=bucket, Key="streamed/tampered.bin")[1] == 404
+
+
+def test_payload_hash_mismatch_is_refused(bucket):
+    data = b"the real body"
+    path = f"/s3/{bucket}/hashed.txt"
+    parsed = urllib.parse.urlparse(URL)
+    headers = {"Host": parsed.netloc, "Content-Length": str(len(data))}
+    sign_headers("PUT", path, headers, hashlib.sha256(b"another body").hexdigest(), STATIC_SECRET, datetime.now(timezone.utc))
+    status, text = send("PUT", path, headers, data)
+    assert status == 400 and b"XAmzContentSHA256Mismatch" in text, text
+    assert error_of(static().head_object, Bucket=bucket, Key="hashed.txt")[1] == 404
 
 
 def unsigned_trailer_body(data, checksum, size=32 * 1024):
