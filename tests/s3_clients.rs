@@ -42,7 +42,7 @@ fn expired_token(sub: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn boto3_and_the_aws_cli() {
+async fn real_s3_clients() {
     let dir = suite_dir();
     let python = dir.join(".venv/bin/python");
     assert!(
