@@ -158,6 +158,8 @@ async fn serve_on(args: &ServeArgs, keys: JwtKeys, connected: &Connected) -> any
             max_file_size: args.max_file_size,
             upload_lease: Duration::from_secs(args.upload_lease_seconds.max(1)),
             body_idle_timeout: args.body_idle_timeout.max(Duration::from_millis(100)),
+            multipart_min_part_size: args.multipart_min_part_size,
+            multipart_expiry: args.multipart_expiry.max(Duration::from_secs(1)),
         },
     );
     let collector = (args.gc_interval_seconds > 0).then(|| {

@@ -145,8 +145,8 @@ pub const MAX_BULK_DELETE: usize = 1000;
 /// What the server knows about a write's target, read with privilege (a bucket's limits apply
 /// whatever the caller may see of it).
 pub(super) struct Target {
-    file_size_limit: Option<i64>,
-    allowed_mime_types: Option<Vec<String>>,
+    pub(super) file_size_limit: Option<i64>,
+    pub(super) allowed_mime_types: Option<Vec<String>>,
     pub(super) exists: bool,
 }
 
@@ -159,7 +159,7 @@ fn base_mime(mime: &str) -> String {
         .to_ascii_lowercase()
 }
 
-fn mime_allowed(allowed: &[String], mime: &str) -> bool {
+pub(super) fn mime_allowed(allowed: &[String], mime: &str) -> bool {
     if allowed.is_empty() {
         return true;
     }
@@ -182,7 +182,7 @@ pub fn content_type_for(given: Option<&str>, name: &str) -> String {
     }
 }
 
-fn iso(time: DateTime<Utc>) -> String {
+pub(super) fn iso(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -311,6 +311,9 @@ impl Storage {
             // A row written by hand, with no bytes behind it.
             return Err(Error::ObjectNotFound);
         };
+        if super::multipart::is_manifest(key) {
+            return self.read_segmented(row, key, range).await;
+        }
         match self.bytes.get(key, range).await {
             Ok(stream) => Ok(stream),
             Err(StoreError::NotFound(_)) => {
@@ -452,7 +455,11 @@ impl Storage {
         let mut metadata = source.metadata.clone().unwrap_or_else(|| json!({}));
         let now = Utc::now();
         metadata["lastModified"] = json!(iso(now));
-        let (id, key) = if self.bytes.in_database() {
+        let (id, key) = if super::multipart::is_manifest(&source_key) {
+            // Segments are immutable: the copy shares them, copying no bytes.
+            self.copy_segmented(caller, &write, &source_key, &metadata, target.exists)
+                .await?
+        } else if self.bytes.in_database() {
             self.copy_in_database(caller, &write, &source_key, &metadata, target.exists)
                 .await?
         } else {
@@ -502,7 +509,7 @@ impl Storage {
         })
     }
 
-    fn effective_limit(&self, target: &Target) -> u64 {
+    pub(super) fn effective_limit(&self, target: &Target) -> u64 {
         let bucket = target
             .file_size_limit
             .and_then(|l| u64::try_from(l).ok())
@@ -546,7 +553,7 @@ impl Storage {
 
     /// The policy check of an upload; for an upsert whose target was created or deleted since
     /// it was looked up, checks the other mode instead. Returns whether the write overwrites.
-    async fn check_settling(
+    pub(super) async fn check_settling(
         &self,
         caller: &Caller,
         write: &RowWrite<'_>,
@@ -742,7 +749,7 @@ impl Storage {
     }
 
     /// Records `key` as staged before any byte is written under it.
-    async fn stage(&self, key: &str) -> Result<(), Error> {
+    pub(super) async fn stage(&self, key: &str) -> Result<(), Error> {
         let conn = self.db.admin().await?;
         let statement = conn
             .prepare_cached(
@@ -756,7 +763,7 @@ impl Storage {
     }
 
     /// Writes `body` under the staged `key`, renewing the key's lease while bytes flow.
-    async fn stream_into(&self, key: &str, body: ByteStream) -> Result<u64, Error> {
+    pub(super) async fn stream_into(&self, key: &str, body: ByteStream) -> Result<u64, Error> {
         let lease = self.limits.upload_lease;
         let renew = async {
             let period = (lease / 3).max(Duration::from_millis(200));
@@ -790,7 +797,7 @@ impl Storage {
     /// failed (unreachable, stalled, 5xx), asking it again would only keep the client waiting
     /// for a second timeout: the key stays staged and the collector frees it once its lease has
     /// run out.
-    async fn discard_after(&self, key: &str, error: &Error) {
+    pub(super) async fn discard_after(&self, key: &str, error: &Error) {
         if let Error::Unavailable(reason) = error {
             tracing::warn!(key, %reason, "a write failed in the byte store; the collector will free its key");
             return;
@@ -800,7 +807,7 @@ impl Storage {
 
     /// Frees a staged key whose write failed: bytes first, then the journal entry. If either
     /// step fails, the entry stays and the collector finishes the job when the lease ends.
-    async fn discard(&self, key: &str) {
+    pub(super) async fn discard(&self, key: &str) {
         if let Err(error) = self.bytes.delete(key).await {
             tracing::warn!(key, %error, "could not delete the bytes of a failed write; the collector will");
             return;
@@ -864,7 +871,7 @@ fn written_id(overwrite: bool, id: Uuid, rows: &[Row]) -> Result<Uuid, Error> {
 }
 
 /// Writes the row inside `tx` (no commit).
-async fn write_row(
+pub(super) async fn write_row(
     tx: &Tx,
     write: &RowWrite<'_>,
     key: &str,
@@ -880,7 +887,7 @@ async fn write_row(
 }
 
 /// The operation of a write: an overwrite of an existing object, or the upload of a new one.
-fn write_operation(overwrite: bool) -> Operation {
+pub(super) fn write_operation(overwrite: bool) -> Operation {
     if overwrite {
         Operation::Overwrite
     } else {
@@ -901,7 +908,7 @@ async fn switch_operation(tx: &Tx, operation: Operation) -> Result<(), Error> {
 
 /// [`write_row`] inside an upload's transaction; for an upsert whose target was created or
 /// deleted concurrently, writes in the other mode, under that mode's operation name.
-async fn write_row_settling(
+pub(super) async fn write_row_settling(
     tx: &Tx,
     write: &RowWrite<'_>,
     key: &str,
@@ -987,7 +994,7 @@ fn metadata_json(measured: &Measured, mimetype: &str, cache_control: &str) -> Va
 impl Storage {
     /// Names the reason an upload's stream failed when the meter knows it better than the
     /// store's error does.
-    fn body_error(&self, meter: &meter::SharedMeter, error: Error) -> Error {
+    pub(super) fn body_error(&self, meter: &meter::SharedMeter, error: Error) -> Error {
         if meter::exceeded(meter) {
             too_large()
         } else if meter::stalled(meter) {
@@ -1001,12 +1008,12 @@ impl Storage {
     }
 }
 
-fn too_large() -> Error {
+pub(super) fn too_large() -> Error {
     Error::PayloadTooLarge("The object exceeded the maximum allowed size".into())
 }
 
 /// Database errors of a write, read in the write's terms.
-fn write_error(error: tokio_postgres::Error) -> Error {
+pub(super) fn write_error(error: tokio_postgres::Error) -> Error {
     match error.code() {
         Some(&SqlState::FOREIGN_KEY_VIOLATION) => Error::BucketNotFound,
         // The staged key's lease ran out before the row committed and the collector took it.
@@ -1017,7 +1024,7 @@ fn write_error(error: tokio_postgres::Error) -> Error {
     }
 }
 
-fn store_error(error: StoreError) -> Error {
+pub(super) fn store_error(error: StoreError) -> Error {
     match error {
         StoreError::NotFound(key) => Error::Internal(anyhow::anyhow!("bytes missing under {key}")),
         StoreError::Body(e) => Error::InvalidInput(format!("the upload did not complete: {e}")),

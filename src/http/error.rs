@@ -89,6 +89,10 @@ impl From<Error> for ApiError {
             Error::RangeNotSatisfiable(_) => {
                 (S::RANGE_NOT_SATISFIABLE, "InvalidRange", "InvalidRange")
             }
+            Error::NoSuchUpload => (S::NOT_FOUND, "NoSuchUpload", "not_found"),
+            Error::InvalidPart(_) => (S::BAD_REQUEST, "InvalidPart", "InvalidPart"),
+            Error::InvalidPartOrder => (S::BAD_REQUEST, "InvalidPartOrder", "InvalidPartOrder"),
+            Error::EntityTooSmall(_) => (S::BAD_REQUEST, "EntityTooSmall", "EntityTooSmall"),
             Error::Timeout(_) => (S::REQUEST_TIMEOUT, "RequestTimeout", "RequestTimeout"),
             Error::Unavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
