@@ -83,7 +83,13 @@ async fn upload_parts(storage: &Storage, who: &Caller, name: &str, parts: &[Vec<
     let mut named = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         let info = storage
-            .upload_part(who, &upload.id, i as u32 + 1, body(part), Some(part.len() as u64))
+            .upload_part(
+                who,
+                &upload.id,
+                i as u32 + 1,
+                body(part),
+                Some(part.len() as u64),
+            )
             .await
             .unwrap();
         assert_eq!(info.size, part.len() as u64);
@@ -128,11 +134,7 @@ async fn journal(setup: &Setup) -> Vec<(String, String)> {
 }
 
 async fn gc(setup: &Setup) {
-    let report = setup
-        .storage
-        .collect_garbage(Duration::ZERO)
-        .await
-        .unwrap();
+    let report = setup.storage.collect_garbage(Duration::ZERO).await.unwrap();
     assert!(report.ran);
     assert_eq!(report.failed, 0);
 }
@@ -146,9 +148,20 @@ mod cases {
         let all = upload_parts(&s.storage, &service(), "dir/big.bin", &parts).await;
         assert_eq!(read(&s.storage, "dir/big.bin", None).await, all);
         // Ranges inside a part, across one and two boundaries, the last byte, the first byte.
-        for (start, end) in [(10, 20), (1490, 1510), (1400, 2600), (0, 0), (2820, 2820), (0, 2820)] {
+        for (start, end) in [
+            (10, 20),
+            (1490, 1510),
+            (1400, 2600),
+            (0, 0),
+            (2820, 2820),
+            (0, 2820),
+        ] {
             let got = read(&s.storage, "dir/big.bin", Some(ByteRange { start, end })).await;
-            assert_eq!(got, all[start as usize..=end as usize], "range {start}-{end}");
+            assert_eq!(
+                got,
+                all[start as usize..=end as usize],
+                "range {start}-{end}"
+            );
         }
         // The REST routes go through the same core.
         let key = s.server.service_key();
@@ -173,7 +186,11 @@ mod cases {
         assert_eq!(response.bytes().await.unwrap().as_ref(), &all[1499..=1500]);
         let (status, info) = common::json_of(
             s.server
-                .request(reqwest::Method::GET, "/object/info/mp/dir/big.bin", Some(&key))
+                .request(
+                    reqwest::Method::GET,
+                    "/object/info/mp/dir/big.bin",
+                    Some(&key),
+                )
                 .send()
                 .await
                 .unwrap(),
@@ -203,7 +220,11 @@ mod cases {
     pub async fn replaced_parts_and_aborts_free_bytes(backend: Backend) {
         let s = setup(backend).await;
         let who = service();
-        let upload = s.storage.create_multipart(&who, create("a.bin")).await.unwrap();
+        let upload = s
+            .storage
+            .create_multipart(&who, create("a.bin"))
+            .await
+            .unwrap();
         s.storage
             .upload_part(&who, &upload.id, 1, body(&data(1200, 1)), None)
             .await
@@ -225,9 +246,20 @@ mod cases {
         assert_eq!(parts.parts.len(), 2);
         assert_eq!(parts.parts[0].etag, second.etag);
         assert_eq!(parts.parts[0].size, 1300);
-        assert_eq!(s.storage.multipart_upload(&who, &upload.id).await.unwrap().size, 1310);
+        assert_eq!(
+            s.storage
+                .multipart_upload(&who, &upload.id)
+                .await
+                .unwrap()
+                .size,
+            1310
+        );
         // The replaced part's key is released, then freed.
-        let released: Vec<_> = journal(&s).await.into_iter().filter(|(_, st)| st == "released").collect();
+        let released: Vec<_> = journal(&s)
+            .await
+            .into_iter()
+            .filter(|(_, st)| st == "released")
+            .collect();
         assert_eq!(released.len(), 1);
         assert_eq!(s.server.stored_keys().await, 3);
         gc(&s).await;
@@ -252,12 +284,20 @@ mod cases {
     pub async fn abandoned_uploads_expire(backend: Backend) {
         let s = setup(backend).await;
         let who = service();
-        let upload = s.storage.create_multipart(&who, create("old.bin")).await.unwrap();
+        let upload = s
+            .storage
+            .create_multipart(&who, create("old.bin"))
+            .await
+            .unwrap();
         s.storage
             .upload_part(&who, &upload.id, 1, body(&data(1200, 1)), None)
             .await
             .unwrap();
-        let fresh = s.storage.create_multipart(&who, create("new.bin")).await.unwrap();
+        let fresh = s
+            .storage
+            .create_multipart(&who, create("new.bin"))
+            .await
+            .unwrap();
         s.storage
             .upload_part(&who, &fresh.id, 1, body(&data(100, 1)), None)
             .await
@@ -293,7 +333,13 @@ mod cases {
     pub async fn overwrite_and_delete_release_every_segment(backend: Backend) {
         let s = setup(backend).await;
         let who = service();
-        upload_parts(&s.storage, &who, "x.bin", &[data(1000, 1), data(1000, 2), data(5, 3)]).await;
+        upload_parts(
+            &s.storage,
+            &who,
+            "x.bin",
+            &[data(1000, 1), data(1000, 2), data(5, 3)],
+        )
+        .await;
         assert_eq!(s.server.stored_keys().await, 3);
         // A plain upload over it: the three segments go.
         s.storage
@@ -345,8 +391,15 @@ mod cases {
             )
             .await
             .unwrap();
-        assert_eq!(s.server.stored_keys().await, 2, "the copy shares the segments");
-        s.storage.delete_object(&who, "mp", "src.bin").await.unwrap();
+        assert_eq!(
+            s.server.stored_keys().await,
+            2,
+            "the copy shares the segments"
+        );
+        s.storage
+            .delete_object(&who, "mp", "src.bin")
+            .await
+            .unwrap();
         gc(&s).await;
         assert_eq!(s.server.stored_keys().await, 2, "still named by the copy");
         assert_eq!(read(&s.storage, "copy.bin", None).await, all);
@@ -355,7 +408,15 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(
-            read(&s.storage, "moved/copy.bin", Some(ByteRange { start: 990, end: 1010 })).await,
+            read(
+                &s.storage,
+                "moved/copy.bin",
+                Some(ByteRange {
+                    start: 990,
+                    end: 1010
+                })
+            )
+            .await,
             all[990..=1010]
         );
         s.storage
@@ -408,7 +469,11 @@ on_store!(s3, Backend::S3);
 async fn completion_checks_the_parts() {
     let s = setup(Backend::Fs).await;
     let who = service();
-    let upload = s.storage.create_multipart(&who, create("c.bin")).await.unwrap();
+    let upload = s
+        .storage
+        .create_multipart(&who, create("c.bin"))
+        .await
+        .unwrap();
     let mut etags = Vec::new();
     for (n, len) in [(1, 1000), (2, 999), (3, 1000), (4, 5)] {
         let info = s
@@ -452,15 +517,22 @@ async fn completion_checks_the_parts() {
     // Nothing was lost by the refusals: the upload completes from parts 1, 3 and 4 (unquoted
     // ETag accepted), and part 2, left out, is released.
     let bare = etags[0].trim_matches('"').to_string();
-    let done = complete(vec![part(1, Some(&bare)), part(3, Some(&etags[2])), part(4, None)])
-        .await
-        .unwrap();
+    let done = complete(vec![
+        part(1, Some(&bare)),
+        part(3, Some(&etags[2])),
+        part(4, None),
+    ])
+    .await
+    .unwrap();
     assert_eq!(done.size, 2005);
     let mut md5s = Vec::new();
     for e in [&etags[0], &etags[2], &etags[3]] {
         md5s.extend(hex::decode(e.trim_matches('"')).unwrap());
     }
-    assert_eq!(done.etag, format!("\"{}-3\"", hex::encode(Md5::digest(&md5s))));
+    assert_eq!(
+        done.etag,
+        format!("\"{}-3\"", hex::encode(Md5::digest(&md5s)))
+    );
     let expected = [data(1000, 1), data(1000, 3), data(5, 4)].concat();
     assert_eq!(read(&s.storage, "c.bin", None).await, expected);
     assert!(matches!(
@@ -495,11 +567,15 @@ async fn only_who_may_write_the_object_may_upload_it() {
     let alice = caller("authenticated", Some("alice"));
     let bob = caller("authenticated", Some("bob"));
     assert!(matches!(
-        s.storage.create_multipart(&bob, create("alice/x.bin")).await,
+        s.storage
+            .create_multipart(&bob, create("alice/x.bin"))
+            .await,
         Err(Error::Forbidden(_))
     ));
     assert!(matches!(
-        s.storage.create_multipart(&caller("anon", None), create("alice/x.bin")).await,
+        s.storage
+            .create_multipart(&caller("anon", None), create("alice/x.bin"))
+            .await,
         Err(Error::Forbidden(_))
     ));
     let mut request = create("alice/x.bin");
@@ -564,7 +640,10 @@ async fn only_who_may_write_the_object_may_upload_it() {
         .await
         .unwrap();
     assert_eq!(row.owner_id, "alice");
-    assert_eq!(collect(s.storage.read(&row, None).await.unwrap()).await, b"hello");
+    assert_eq!(
+        collect(s.storage.read(&row, None).await.unwrap()).await,
+        b"hello"
+    );
 }
 
 #[tokio::test]
@@ -585,13 +664,18 @@ async fn completion_is_checked_again_as_the_caller() {
         .upload_part(&alice, &upload.id, 1, body(b"abc"), None)
         .await
         .unwrap();
-    s.server.db.sql("drop policy own_insert on storage.objects").await;
+    s.server
+        .db
+        .sql("drop policy own_insert on storage.objects")
+        .await;
     let parts = [CompletePart {
         part_number: 1,
         etag: None,
     }];
     assert!(matches!(
-        s.storage.complete_multipart(&alice, &upload.id, &parts).await,
+        s.storage
+            .complete_multipart(&alice, &upload.id, &parts)
+            .await,
         Err(Error::Forbidden(_))
     ));
     // The refused completion changed nothing: the upload and its part are still there.
@@ -669,7 +753,11 @@ async fn bucket_limits_apply_to_parts_and_completion() {
         .unwrap();
     assert_eq!(done.size, 2500);
     gc(&s).await;
-    assert_eq!(s.server.stored_keys().await, 2, "refused parts left nothing");
+    assert_eq!(
+        s.server.stored_keys().await,
+        2,
+        "refused parts left nothing"
+    );
 }
 
 /// Completing 1,000 parts touches rows, not bytes (timed by the benchmark, not here).
@@ -681,7 +769,10 @@ async fn a_thousand_small_parts_complete() {
         ..s.storage.limits().clone()
     });
     let who = service();
-    let upload = storage.create_multipart(&who, create("many.bin")).await.unwrap();
+    let upload = storage
+        .create_multipart(&who, create("many.bin"))
+        .await
+        .unwrap();
     let uploads = (1..=1000u32).map(|n| {
         let storage = storage.clone();
         let who = who.clone();
@@ -712,7 +803,15 @@ async fn a_thousand_small_parts_complete() {
     let expected: Vec<u8> = (1..=1000u32).flat_map(|n| data(10, n as u8)).collect();
     assert_eq!(read(&storage, "many.bin", None).await, expected);
     assert_eq!(
-        read(&storage, "many.bin", Some(ByteRange { start: 4995, end: 5004 })).await,
+        read(
+            &storage,
+            "many.bin",
+            Some(ByteRange {
+                start: 4995,
+                end: 5004
+            })
+        )
+        .await,
         expected[4995..=5004]
     );
 }

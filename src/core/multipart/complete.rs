@@ -186,12 +186,8 @@ impl Storage {
         if size > self.effective_limit(&target) {
             return Err(too_large());
         }
-        let etag = composite::<Md5>(
-            chosen
-                .iter()
-                .map(|p| hex::decode(bare_etag(&p.etag)).ok()),
-        )
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("a stored part ETag is not an MD5")))?;
+        let etag = composite::<Md5>(chosen.iter().map(|p| hex::decode(bare_etag(&p.etag)).ok()))
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("a stored part ETag is not an MD5")))?;
         let sha256_parts = composite::<Sha256>(
             chosen
                 .iter()

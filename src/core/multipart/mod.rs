@@ -34,8 +34,8 @@ use super::{Caller, Error, Operation, Storage};
 
 pub use complete::{CompletePart, CompletedUpload};
 pub use parts::{PartInfo, PartList};
-pub use segments::is_manifest;
 pub(super) use segments::EXPAND_MANIFESTS;
+pub use segments::is_manifest;
 
 /// Highest part number (S3's limit).
 pub const MAX_PART_NUMBER: u32 = 10_000;

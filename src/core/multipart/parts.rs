@@ -45,8 +45,7 @@ const RELEASE_KEYS: &str = "insert into storage.byte_journal (key, state) \
      on conflict (key) do nothing";
 
 /// The part's row now references the key: it leaves the journal.
-const ADOPT_PART_KEY: &str =
-    "delete from storage.byte_journal where key = $1 and state = 'staged'";
+const ADOPT_PART_KEY: &str = "delete from storage.byte_journal where key = $1 and state = 'staged'";
 
 const INSERT_PART: &str = "insert into storage.s3_multipart_uploads_parts \
          (upload_id, size, part_number, bucket_id, key, etag, owner_id, version, sha256) \

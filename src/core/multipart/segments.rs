@@ -100,7 +100,13 @@ impl Storage {
                 (end as u64).min(last) - offset,
             );
             let whole = from == 0 && to == size - 1;
-            (key, (!whole).then_some(ByteRange { start: from, end: to }))
+            (
+                key,
+                (!whole).then_some(ByteRange {
+                    start: from,
+                    end: to,
+                }),
+            )
         });
         let Some((first_key, first_range)) = pieces.next() else {
             return Ok(futures::stream::empty().boxed());
