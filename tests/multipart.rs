@@ -10,7 +10,7 @@ use futures::{StreamExt, TryStreamExt};
 use md5::{Digest, Md5};
 use pgstorage::bytes::{ByteRange, ByteStream};
 use pgstorage::config::Backend;
-use pgstorage::core::multipart::{CompletePart, CreateMultipart, ListUploads};
+use pgstorage::core::multipart::{CompletePart, CreateMultipart, ListUploads, PartSource, Segment};
 use pgstorage::core::objects::{CopyRequest, Upload};
 use pgstorage::core::{Caller, Error, Limits, Operation, Storage};
 
@@ -814,4 +814,177 @@ async fn a_thousand_small_parts_complete() {
         .await,
         expected[4995..=5004]
     );
+}
+
+/// TUS-style appends: each part at the upload's current offset, one winner when two race, and
+/// completion from every part uploaded with a front's own minimum part size.
+#[tokio::test]
+async fn appends_check_the_offset_and_complete_with_every_part() {
+    let s = setup(Backend::Fs).await;
+    let who = service();
+    let upload = s
+        .storage
+        .create_multipart(&who, create("tus.bin"))
+        .await
+        .unwrap();
+    let first = s
+        .storage
+        .append_part(&who, &upload.id, 0, body(b"hello "), None)
+        .await
+        .unwrap();
+    assert_eq!(first.part_number, 1);
+    assert!(matches!(
+        s.storage
+            .append_part(&who, &upload.id, 0, body(b"again"), None)
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    // Two appends at the same offset at once: exactly one is recorded.
+    let (a, b) = tokio::join!(
+        s.storage
+            .append_part(&who, &upload.id, 6, body(b"world"), None),
+        s.storage
+            .append_part(&who, &upload.id, 6, body(b"WORLD"), None),
+    );
+    assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
+    assert!(matches!(
+        a.as_ref().err().or(b.as_ref().err()),
+        Some(Error::Conflict(_))
+    ));
+    s.storage
+        .append_part(&who, &upload.id, 11, body(b"!"), None)
+        .await
+        .unwrap();
+    let done = s
+        .storage
+        .complete_multipart_uploaded(&who, &upload.id, 0)
+        .await
+        .unwrap();
+    assert_eq!(done.size, 12);
+    let content = read(&s.storage, "tus.bin", None).await;
+    assert!(content == b"hello world!" || content == b"hello WORLD!");
+    gc(&s).await;
+    assert_eq!(
+        s.server.stored_keys().await,
+        3,
+        "the losing append left nothing"
+    );
+}
+
+/// UploadPartCopy: parts made of (ranges of) existing objects, segmented or not; and the
+/// segment layout of the result.
+#[tokio::test]
+async fn parts_copied_from_objects() {
+    let s = setup(Backend::Fs).await;
+    let who = service();
+    let segmented = upload_parts(&s.storage, &who, "seg.bin", &[data(1000, 1), data(500, 2)]).await;
+    let plain = data(1200, 3);
+    s.storage
+        .upload(
+            &who,
+            Upload {
+                bucket: "mp".into(),
+                name: "plain.bin".into(),
+                body: body(&plain),
+                declared_length: None,
+                content_type: None,
+                cache_control: None,
+                user_metadata: None,
+                upsert: false,
+                owner: None,
+            },
+        )
+        .await
+        .unwrap();
+    let upload = s
+        .storage
+        .create_multipart(&who, create("joined.bin"))
+        .await
+        .unwrap();
+    let source = |name: &str, range: Option<ByteRange>| PartSource {
+        bucket: "mp".into(),
+        name: name.into(),
+        range,
+    };
+    let one = s
+        .storage
+        .upload_part_copy(
+            &who,
+            &upload.id,
+            1,
+            source(
+                "seg.bin",
+                Some(ByteRange {
+                    start: 400,
+                    end: 1499,
+                }),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(one.size, 1100);
+    s.storage
+        .upload_part_copy(&who, &upload.id, 2, source("plain.bin", None))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.storage
+            .upload_part_copy(
+                &who,
+                &upload.id,
+                3,
+                source(
+                    "plain.bin",
+                    Some(ByteRange {
+                        start: 0,
+                        end: 1200
+                    })
+                )
+            )
+            .await,
+        Err(Error::RangeNotSatisfiable(_))
+    ));
+    assert!(matches!(
+        s.storage
+            .upload_part_copy(&who, &upload.id, 3, source("missing.bin", None))
+            .await,
+        Err(Error::ObjectNotFound)
+    ));
+    let parts: Vec<_> = (1..=2)
+        .map(|n| CompletePart {
+            part_number: n,
+            etag: None,
+        })
+        .collect();
+    s.storage
+        .complete_multipart(&who, &upload.id, &parts)
+        .await
+        .unwrap();
+    let expected = [&segmented[400..], &plain[..]].concat();
+    assert_eq!(read(&s.storage, "joined.bin", None).await, expected);
+    let row = s
+        .storage
+        .object(&who, Operation::Info, "mp", "joined.bin")
+        .await
+        .unwrap();
+    let segments = s.storage.object_segments(&row).await.unwrap().unwrap();
+    assert_eq!(
+        segments,
+        vec![
+            Segment {
+                offset: 0,
+                size: 1100
+            },
+            Segment {
+                offset: 1100,
+                size: 1200
+            }
+        ]
+    );
+    let row = s
+        .storage
+        .object(&who, Operation::Info, "mp", "plain.bin")
+        .await
+        .unwrap();
+    assert!(s.storage.object_segments(&row).await.unwrap().is_none());
 }

@@ -100,6 +100,30 @@ fn composite<D: Digest>(parts: impl Iterator<Item = Option<Vec<u8>>>) -> Option<
     Some(format!("{}-{n}", hex::encode(hash.finalize())))
 }
 
+/// The checks a client's part list must pass before anything is looked up.
+fn check_requested(parts: &[CompletePart]) -> Result<(), Error> {
+    if parts.is_empty() {
+        return Err(Error::InvalidPart(
+            "a multipart upload completes with at least one part".into(),
+        ));
+    }
+    if parts
+        .iter()
+        .any(|p| !(1..=MAX_PART_NUMBER).contains(&p.part_number))
+    {
+        return Err(Error::InvalidPart(format!(
+            "part numbers are between 1 and {MAX_PART_NUMBER}"
+        )));
+    }
+    if parts
+        .windows(2)
+        .any(|w| w[0].part_number >= w[1].part_number)
+    {
+        return Err(Error::InvalidPartOrder);
+    }
+    Ok(())
+}
+
 impl Storage {
     /// Completes an upload with the configured minimum part size
     /// ([`crate::core::Limits::multipart_min_part_size`]).
@@ -123,25 +147,30 @@ impl Storage {
         parts: &[CompletePart],
         min_part_size: u64,
     ) -> Result<CompletedUpload, Error> {
-        if parts.is_empty() {
-            return Err(Error::InvalidPart(
-                "a multipart upload completes with at least one part".into(),
-            ));
-        }
-        if parts
-            .iter()
-            .any(|p| !(1..=MAX_PART_NUMBER).contains(&p.part_number))
-        {
-            return Err(Error::InvalidPart(format!(
-                "part numbers are between 1 and {MAX_PART_NUMBER}"
-            )));
-        }
-        if parts
-            .windows(2)
-            .any(|w| w[0].part_number >= w[1].part_number)
-        {
-            return Err(Error::InvalidPartOrder);
-        }
+        check_requested(parts)?;
+        self.complete(caller, upload_id, Some(parts), min_part_size)
+            .await
+    }
+
+    /// Completes an upload from every part uploaded, in part-number order (TUS, whose parts
+    /// are its PATCHes), every part but the last at least `min_part_size` bytes.
+    pub async fn complete_multipart_uploaded(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        min_part_size: u64,
+    ) -> Result<CompletedUpload, Error> {
+        self.complete(caller, upload_id, None, min_part_size).await
+    }
+
+    /// `parts`: the parts the client named (already checked); `None`: every part uploaded.
+    async fn complete(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        parts: Option<&[CompletePart]>,
+        min_part_size: u64,
+    ) -> Result<CompletedUpload, Error> {
         let upload = self.multipart_upload(caller, upload_id).await?;
         let target = self.write_target(&upload.bucket, &upload.name).await?;
         if let Some(allowed) = &target.allowed_mime_types
@@ -181,6 +210,25 @@ impl Storage {
                 (row.get::<_, i32>(0), stored)
             })
             .collect();
+        let all: Vec<CompletePart>;
+        let parts = match parts {
+            Some(parts) => parts,
+            None => {
+                let mut numbers: Vec<i32> = stored.keys().copied().collect();
+                numbers.sort_unstable();
+                all = numbers
+                    .into_iter()
+                    .map(|n| CompletePart {
+                        part_number: n as u32,
+                        etag: None,
+                    })
+                    .collect();
+                if all.is_empty() {
+                    return Err(Error::InvalidPart("the upload has no parts".into()));
+                }
+                &all
+            }
+        };
         let chosen = choose(parts, &stored, min_part_size)?;
         let size: u64 = chosen.iter().map(|p| p.size.max(0) as u64).sum();
         if size > self.effective_limit(&target) {

@@ -33,9 +33,9 @@ use super::objects::{RowWrite, content_type_for, mime_allowed, too_large, write_
 use super::{Caller, Error, Operation, Storage};
 
 pub use complete::{CompletePart, CompletedUpload};
-pub use parts::{PartInfo, PartList};
+pub use parts::{PartInfo, PartList, PartSource};
 pub(super) use segments::EXPAND_MANIFESTS;
-pub use segments::is_manifest;
+pub use segments::{Segment, is_manifest};
 
 /// Highest part number (S3's limit).
 pub const MAX_PART_NUMBER: u32 = 10_000;

@@ -6,10 +6,10 @@
 use chrono::{DateTime, Utc};
 
 use super::{MAX_PART_NUMBER, MultipartUpload};
-use crate::bytes::{ByteStream, new_key};
+use crate::bytes::{ByteRange, ByteStream, new_key};
 use crate::core::meter::{self, Measured};
 use crate::core::objects::too_large;
-use crate::core::{Caller, Error, Storage};
+use crate::core::{Caller, Error, Operation, Storage};
 
 /// A stored part.
 #[derive(Debug, Clone)]
@@ -21,6 +21,14 @@ pub struct PartInfo {
     /// SHA-256 of the part's bytes, in hex.
     pub sha256: Option<String>,
     pub last_modified: DateTime<Utc>,
+}
+
+/// What [`Storage::upload_part_copy`] copies: an object, or a range of its bytes.
+#[derive(Debug, Clone)]
+pub struct PartSource {
+    pub bucket: String,
+    pub name: String,
+    pub range: Option<ByteRange>,
 }
 
 /// One page of [`Storage::list_parts`].
@@ -60,6 +68,9 @@ const UPDATE_UPLOAD: &str = "update storage.s3_multipart_uploads \
 const PART_SIZE: &str = "select size from storage.s3_multipart_uploads_parts \
      where upload_id = $1 and part_number = $2";
 
+const LAST_PART_NUMBER: &str = "select coalesce(max(part_number), 0) \
+     from storage.s3_multipart_uploads_parts where upload_id = $1";
+
 const LIST_PARTS: &str = "select part_number, etag, size, sha256, created_at \
      from storage.s3_multipart_uploads_parts \
      where upload_id = $1 and part_number > $2 \
@@ -75,6 +86,12 @@ fn check_part_number(part_number: u32) -> Result<i32, Error> {
     Ok(part_number as i32)
 }
 
+fn offset_conflict(offset: u64, current: u64) -> Error {
+    Error::Conflict(format!(
+        "the upload is at offset {current}, not {offset}: another request changed it"
+    ))
+}
+
 impl Storage {
     /// Stores one part of an upload, replacing an earlier part with the same number. The
     /// bucket's size limit applies to the running total of the upload's parts.
@@ -88,6 +105,77 @@ impl Storage {
     ) -> Result<PartInfo, Error> {
         let number = check_part_number(part_number)?;
         let upload = self.multipart_upload(caller, upload_id).await?;
+        self.write_part(upload, number, None, body, declared_length)
+            .await
+    }
+
+    /// Appends a part at `offset` (TUS: `Upload-Offset`): refused with [`Error::Conflict`]
+    /// unless `offset` is the upload's size when the part starts and still is when it is
+    /// recorded, so of two clients appending at once exactly one succeeds. Parts appended this
+    /// way are numbered 1, 2, ... in order.
+    pub async fn append_part(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        offset: u64,
+        body: ByteStream,
+        declared_length: Option<u64>,
+    ) -> Result<PartInfo, Error> {
+        let upload = self.multipart_upload(caller, upload_id).await?;
+        if upload.size != offset {
+            return Err(offset_conflict(offset, upload.size));
+        }
+        let next: i32 = {
+            let conn = self.db.admin().await?;
+            conn.query_one(LAST_PART_NUMBER, &[&upload_id])
+                .await?
+                .get(0)
+        };
+        let number = check_part_number(next as u32 + 1)?;
+        self.write_part(upload, number, Some(offset), body, declared_length)
+            .await
+    }
+
+    /// Stores a part whose bytes are those of an existing object, or a range of them (S3
+    /// UploadPartCopy). The source is read as the caller under `storage.copy`. The bytes are
+    /// copied: a part is a key of its own.
+    pub async fn upload_part_copy(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        part_number: u32,
+        source: PartSource,
+    ) -> Result<PartInfo, Error> {
+        let number = check_part_number(part_number)?;
+        let upload = self.multipart_upload(caller, upload_id).await?;
+        let row = self
+            .object(caller, Operation::Copy, &source.bucket, &source.name)
+            .await?;
+        let size = row.size();
+        if let Some(range) = source.range
+            && (range.end < range.start || range.end >= size)
+        {
+            return Err(Error::RangeNotSatisfiable(format!(
+                "the range {}-{} is not within the source's {size} bytes",
+                range.start, range.end
+            )));
+        }
+        let length = source.range.map_or(size, |r| r.len());
+        let body = self.read(&row, source.range).await?;
+        self.write_part(upload, number, None, body, Some(length))
+            .await
+    }
+
+    /// Streams a part under a fresh staged key and records it.
+    async fn write_part(
+        &self,
+        upload: MultipartUpload,
+        number: i32,
+        expected_offset: Option<u64>,
+        body: ByteStream,
+        declared_length: Option<u64>,
+    ) -> Result<PartInfo, Error> {
+        let upload_id = upload.id.as_str();
         let target = self.write_target(&upload.bucket, &upload.name).await?;
         let limit = self.effective_limit(&target);
         let replaced = {
@@ -111,7 +199,7 @@ impl Storage {
         }
         let measured = meter::finish(&meter);
         match self
-            .record_part(&upload, number, &key, &measured, limit)
+            .record_part(&upload, number, expected_offset, &key, &measured, limit)
             .await
         {
             Ok(part) => Ok(part),
@@ -128,6 +216,7 @@ impl Storage {
         &self,
         upload: &MultipartUpload,
         number: i32,
+        expected_offset: Option<u64>,
         key: &str,
         measured: &Measured,
         limit: u64,
@@ -139,6 +228,13 @@ impl Storage {
             .ok_or(Error::NoSuchUpload)?
             .get(0);
         let old = tx.query(REMOVE_PART, &[&upload.id, &number]).await?;
+        if let Some(offset) = expected_offset {
+            // An append never replaces: another client got there first.
+            let current = current.max(0) as u64;
+            if current != offset || !old.is_empty() {
+                return Err(offset_conflict(offset, current));
+            }
+        }
         let old_keys: Vec<String> = old.iter().map(|row| row.get(0)).collect();
         let old_size: i64 = old.iter().map(|row| row.get::<_, i64>(1)).sum();
         if !old_keys.is_empty() {

@@ -56,7 +56,42 @@ pub const EXPAND_MANIFESTS: &str = "with manifests as ( \
      group by g.key \
      on conflict (key) do nothing";
 
+/// Where one segment of a segmented object lies in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub offset: u64,
+    pub size: u64,
+}
+
 impl Storage {
+    /// The segments of an object, in order (S3 GetObject `partNumber`, GetObjectAttributes);
+    /// `None` for an object stored whole.
+    pub async fn object_segments(&self, row: &ObjectRow) -> Result<Option<Vec<Segment>>, Error> {
+        let Some(version) = row.version.as_deref().filter(|v| is_manifest(v)) else {
+            return Ok(None);
+        };
+        let conn = self.db.admin().await?;
+        let rows = conn
+            .query(
+                "select byte_offset, size from storage.object_segments \
+                 where version = $1 order by seq",
+                &[&version],
+            )
+            .await?;
+        if rows.is_empty() {
+            drop(conn);
+            return Err(self.segments_missing(row, version).await);
+        }
+        Ok(Some(
+            rows.iter()
+                .map(|r| Segment {
+                    offset: r.get::<_, i64>(0).max(0) as u64,
+                    size: r.get::<_, i64>(1).max(0) as u64,
+                })
+                .collect(),
+        ))
+    }
+
     /// Streams a segmented object (all, or `range`), fetching only the segments the range
     /// touches, one at a time.
     pub(in crate::core) async fn read_segmented(
