@@ -198,6 +198,18 @@ mod cases {
         .await;
         assert_eq!(status, 200, "{info}");
         assert_eq!(info["size"], all.len());
+        let (status, listed) = common::json_of(
+            s.server
+                .request(reqwest::Method::POST, "/object/list/mp", Some(&key))
+                .json(&serde_json::json!({ "prefix": "dir/" }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{listed}");
+        assert_eq!(listed[0]["name"], "big.bin");
+        assert_eq!(listed[0]["metadata"]["size"], all.len());
         // Nothing is left staged and no upload remains.
         assert!(journal(&s).await.is_empty(), "{:?}", journal(&s).await);
         let uploads = s
