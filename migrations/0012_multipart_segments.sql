@@ -141,6 +141,28 @@ begin
 end
 $$;
 
+-- Deleting a bucket (which RLS allowed, and which only succeeds once it holds no object) takes
+-- its uploads in progress with it and releases their parts, as S3's DeleteBucket does. Without
+-- this, a stale upload would keep an emptied bucket from being deleted until it expired.
+create function storage.remove_bucket_uploads() returns trigger
+language plpgsql security definer set search_path = '' as $$
+begin
+    insert into storage.byte_journal (key, state)
+    select p.version, 'released'
+    from storage.s3_multipart_uploads_parts p
+    join storage.s3_multipart_uploads u on u.id = p.upload_id
+    where u.bucket_id = old.id
+    on conflict (key) do nothing;
+    delete from storage.s3_multipart_uploads where bucket_id = old.id;
+    return old;
+end
+$$;
+
+create trigger remove_bucket_uploads
+    before delete on storage.buckets
+    for each row execute function storage.remove_bucket_uploads();
+
+revoke all on function storage.remove_bucket_uploads() from public;
 revoke all on function storage.multipart_lock(text) from public;
 revoke all on function storage.multipart_finish(text, text, integer[], double precision) from public;
 revoke all on function storage.share_segments(text, text, double precision) from public;

@@ -1000,3 +1000,34 @@ async fn parts_copied_from_objects() {
         .unwrap();
     assert!(s.storage.object_segments(&row).await.unwrap().is_none());
 }
+
+/// An emptied bucket can be deleted even with an upload in progress, whose parts are freed.
+#[tokio::test]
+async fn deleting_a_bucket_ends_its_uploads() {
+    let s = setup(Backend::Fs).await;
+    let who = service();
+    upload_parts(&s.storage, &who, "kept.bin", &[data(1000, 1), data(1, 2)]).await;
+    let upload = s
+        .storage
+        .create_multipart(&who, create("pending.bin"))
+        .await
+        .unwrap();
+    s.storage
+        .upload_part(&who, &upload.id, 1, body(b"pending"), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.storage.delete_bucket(&who, "mp").await,
+        Err(Error::BucketNotEmpty)
+    ));
+    // The refused delete left the upload alone.
+    s.storage.multipart_upload(&who, &upload.id).await.unwrap();
+    s.storage.empty_bucket(&who, "mp").await.unwrap();
+    s.storage.delete_bucket(&who, "mp").await.unwrap();
+    assert!(matches!(
+        s.storage.multipart_upload(&who, &upload.id).await,
+        Err(Error::NoSuchUpload)
+    ));
+    gc(&s).await;
+    assert_eq!(s.server.stored_keys().await, 0);
+}
