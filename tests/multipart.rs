@@ -1031,3 +1031,87 @@ async fn deleting_a_bucket_ends_its_uploads() {
     gc(&s).await;
     assert_eq!(s.server.stored_keys().await, 0);
 }
+
+/// ListMultipartUploads: order, pages, prefix and delimiter.
+#[tokio::test]
+async fn uploads_list_in_pages_with_common_prefixes() {
+    let s = setup(Backend::Fs).await;
+    let who = service();
+    let mut ids = Vec::new();
+    for name in ["a/1", "a/2", "b", "b", "c/x/1", "d"] {
+        ids.push(
+            s.storage
+                .create_multipart(&who, create(name))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let list = |delimiter: Option<&str>,
+                prefix: Option<&str>,
+                marker: Option<(String, Option<String>)>,
+                max| {
+        let storage = s.storage.clone();
+        let who = who.clone();
+        let request = ListUploads {
+            bucket: "mp".into(),
+            prefix: prefix.map(String::from),
+            delimiter: delimiter.map(String::from),
+            key_marker: marker.as_ref().map(|m| m.0.clone()),
+            upload_id_marker: marker.and_then(|m| m.1),
+            max,
+        };
+        async move {
+            storage
+                .list_multipart_uploads(&who, &request)
+                .await
+                .unwrap()
+        }
+    };
+    let names = |page: &pgstorage::core::multipart::UploadList| {
+        page.uploads
+            .iter()
+            .map(|u| u.name.clone())
+            .collect::<Vec<_>>()
+    };
+
+    let all = list(None, None, None, 100).await;
+    assert_eq!(names(&all), ["a/1", "a/2", "b", "b", "c/x/1", "d"]);
+    assert!(!all.truncated);
+
+    // Pages of two, resuming between the two uploads of "b".
+    let first = list(None, None, None, 3).await;
+    assert_eq!(names(&first), ["a/1", "a/2", "b"]);
+    assert!(first.truncated);
+    let next = Some((
+        first.next_key_marker.clone().unwrap(),
+        first.next_upload_id_marker.clone(),
+    ));
+    let second = list(None, None, next, 3).await;
+    assert_eq!(names(&second), ["b", "c/x/1", "d"]);
+    assert_ne!(second.uploads[0].id, first.uploads[2].id);
+
+    let rolled = list(Some("/"), None, None, 2).await;
+    assert_eq!(rolled.common_prefixes, ["a/"]);
+    assert_eq!(names(&rolled), ["b"]);
+    assert!(rolled.truncated);
+    let rest = list(
+        Some("/"),
+        None,
+        Some((
+            rolled.next_key_marker.clone().unwrap(),
+            rolled.next_upload_id_marker.clone(),
+        )),
+        10,
+    )
+    .await;
+    assert_eq!(names(&rest), ["b", "d"]);
+    assert_eq!(rest.common_prefixes, ["c/"]);
+    // A common prefix as the marker skips everything under it.
+    let after_a = list(Some("/"), None, Some(("a/".into(), None)), 10).await;
+    assert_eq!(names(&after_a), ["b", "b", "d"]);
+
+    let in_c = list(Some("/"), Some("c/"), None, 10).await;
+    assert_eq!(in_c.common_prefixes, ["c/x/"]);
+    assert!(in_c.uploads.is_empty());
+}

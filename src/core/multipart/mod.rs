@@ -20,6 +20,7 @@
 //! The upload tables are the server's bookkeeping: the server writes them with its own role.
 
 mod complete;
+mod list;
 mod parts;
 mod segments;
 
@@ -33,6 +34,7 @@ use super::objects::{RowWrite, content_type_for, mime_allowed, too_large, write_
 use super::{Caller, Error, Operation, Storage};
 
 pub use complete::{CompletePart, CompletedUpload};
+pub use list::{ListUploads, UploadList};
 pub use parts::{PartInfo, PartList, PartSource};
 pub(super) use segments::EXPAND_MANIFESTS;
 pub use segments::{Segment, is_manifest};
@@ -83,25 +85,6 @@ pub struct MultipartUpload {
     caller_sub: Option<String>,
 }
 
-/// One page of [`Storage::list_multipart_uploads`].
-#[derive(Debug, Clone)]
-pub struct UploadList {
-    pub uploads: Vec<MultipartUpload>,
-    /// More uploads follow the last one returned.
-    pub truncated: bool,
-}
-
-/// Which uploads [`Storage::list_multipart_uploads`] returns: those of `bucket` whose name
-/// starts with `prefix`, after (`key_marker`, `upload_id_marker`) in (name, creation) order.
-#[derive(Debug, Clone, Default)]
-pub struct ListUploads {
-    pub bucket: String,
-    pub prefix: Option<String>,
-    pub key_marker: Option<String>,
-    pub upload_id_marker: Option<String>,
-    pub max: usize,
-}
-
 /// Creates an upload row; `$12` is the expiry in seconds.
 const INSERT_UPLOAD: &str = "insert into storage.s3_multipart_uploads \
          (id, upload_signature, bucket_id, key, version, owner_id, user_metadata, caller_role, \
@@ -117,23 +100,6 @@ const SELECT_UPLOAD: &str = "select id, bucket_id, key, version, owner_id, user_
          upsert, expires_at \
      from storage.s3_multipart_uploads \
      where id = $1 and (expires_at is null or expires_at > now())";
-
-/// The uploads of a bucket in (name, creation) order, as RLS shows them to the caller.
-const LIST_UPLOADS: &str = "select u.id, u.bucket_id, u.key, u.version, u.owner_id, \
-         u.user_metadata, u.created_at, u.in_progress_size, u.caller_role, u.caller_sub, \
-         u.content_type, u.cache_control, u.upsert, u.expires_at \
-     from storage.s3_multipart_uploads u \
-     where u.bucket_id = $1 \
-       and starts_with(u.key, $2) \
-       and (u.expires_at is null or u.expires_at > now()) \
-       and ($3::text is null \
-            or u.key > $3 \
-            or (u.key = $3 and $4::text is not null \
-                and (u.created_at, u.id) > (select m.created_at, m.id \
-                                            from storage.s3_multipart_uploads m \
-                                            where m.id = $4))) \
-     order by u.key, u.created_at, u.id \
-     limit $5";
 
 /// Releases the keys of every part of a locked upload.
 const RELEASE_PARTS: &str = "insert into storage.byte_journal (key, state) \
@@ -300,49 +266,6 @@ impl Storage {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// The uploads in progress in a bucket that the caller's policies show it (under
-    /// `storage.multipart`; a shipped policy shows callers with a `sub` their own uploads).
-    pub async fn list_multipart_uploads(
-        &self,
-        caller: &Caller,
-        list: &ListUploads,
-    ) -> Result<UploadList, Error> {
-        let conn = self.db.admin().await?;
-        let bucket = conn
-            .query_opt(
-                "select 1 from storage.buckets where id = $1",
-                &[&list.bucket],
-            )
-            .await?;
-        drop(conn);
-        if bucket.is_none() {
-            return Err(Error::BucketNotFound);
-        }
-        let max = list.max.clamp(1, 1000);
-        let limit = max as i64 + 1;
-        let prefix = list.prefix.clone().unwrap_or_default();
-        let tx = self.begin(caller, Operation::Multipart).await?;
-        let rows = tx
-            .query_and_commit(
-                LIST_UPLOADS,
-                &[
-                    &list.bucket,
-                    &prefix,
-                    &list.key_marker,
-                    &list.upload_id_marker,
-                    &limit,
-                ],
-            )
-            .await?;
-        let truncated = rows.len() > max;
-        let uploads = rows
-            .iter()
-            .take(max)
-            .map(MultipartUpload::from_row)
-            .collect();
-        Ok(UploadList { uploads, truncated })
     }
 
     /// Removes uploads past their expiry, releasing their parts. Returns how many went.
