@@ -93,10 +93,16 @@ impl ObjectRow {
             .unwrap_or_default()
     }
 
+    /// The recorded size for display (listings, info); 0 when missing or malformed. A length
+    /// sent ahead of bytes uses [`ObjectRow::measured_size`].
+    pub fn size(&self) -> u64 {
+        self.measured_size().unwrap_or(0)
+    }
+
     /// The size the server measured when it wrote the bytes. A `metadata.size` that is missing
     /// or not a whole number of bytes was not written by the server (DESIGN §5 invariant 8):
     /// serving it would hang or truncate a download, so it is a fault, never a guess.
-    pub fn size(&self) -> Result<u64, Error> {
+    pub fn measured_size(&self) -> Result<u64, Error> {
         self.metadata
             .as_ref()
             .and_then(|m| m.get("size"))
@@ -321,7 +327,7 @@ impl Storage {
         };
         let expected = match range {
             Some(range) => range.len(),
-            None => row.size()?,
+            None => row.measured_size()?,
         };
         match self.bytes.get(key, range).await {
             Ok(stream) => Ok(exactly(stream, expected, row.id)),

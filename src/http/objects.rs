@@ -225,7 +225,7 @@ pub(super) async fn serve_object(
         };
         headers.insert(CONTENT_DISPOSITION, download::attachment(filename));
     }
-    let size = row.size()?;
+    let size = row.measured_size()?;
     let (status, range) = match download::range(request, size) {
         RangeDecision::Full => (StatusCode::OK, None),
         RangeDecision::Partial(range) => {
@@ -268,7 +268,7 @@ async fn head_object(
     if download::not_modified(request, etag.as_deref(), modified) {
         return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
     }
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(row.size()?));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(row.measured_size()?));
     Ok((StatusCode::OK, headers).into_response())
 }
 
