@@ -171,6 +171,17 @@ impl MediaType {
     }
 }
 
+impl MediaType {
+    /// True when an answer of this type can carry `Content-Security-Policy: sandbox` without
+    /// breaking how browsers show it. Everything but PDF: Chromium refuses to start its PDF
+    /// viewer in a sandboxed document (crbug.com/413851) and shows "blocked" instead. A PDF
+    /// declared as such (and `nosniff`) is only ever shown by the viewer, which runs apart from
+    /// the origin, so it needs no sandbox.
+    pub fn sandboxable(&self) -> bool {
+        self.essence != "application/pdf"
+    }
+}
+
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -156,8 +156,9 @@ async fn head_public(
 /// Headers shared by GET, HEAD and 304 answers.
 ///
 /// Stored content must never run script in this origin (see docs/security.md): every answer
-/// carries `Content-Security-Policy: sandbox` (a document opened from it gets an opaque origin
-/// and no scripts) and `nosniff`, and a type that is not known to be inert (HTML, SVG, XML,
+/// carries `nosniff` and (PDF aside, see [`MediaType::sandboxable`])
+/// `Content-Security-Policy: sandbox` (a document opened from it gets an opaque origin and no
+/// scripts), and a type that is not known to be inert (HTML, SVG, XML,
 /// JavaScript, anything unknown) is also an attachment, so a browser navigating to it downloads
 /// it instead of rendering it. The stored type is served unchanged, so API clients get back the
 /// bytes and the type they uploaded.
@@ -193,7 +194,9 @@ fn object_headers(row: &ObjectRow) -> (HeaderMap, Option<String>, Option<SystemT
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    if media.sandboxable() {
+        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    }
     if !media.inline_safe() {
         let filename = row.name.rsplit('/').next().unwrap_or(&row.name);
         headers.insert(CONTENT_DISPOSITION, download::attachment(filename));
