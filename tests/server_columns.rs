@@ -16,7 +16,7 @@ use object_helpers::{call, download, upload};
 use reqwest::Method;
 use tokio_postgres::error::SqlState;
 
-/// A PostgREST-style connection: its own NOINHERIT login role, a member of `authenticated` only,
+/// A PostgREST-style connection: its own NOINHERIT login role, a member of the API roles only,
 /// switched to `authenticated` with alice's claims, as PostgREST does for a request.
 struct AppSession {
     client: tokio_postgres::Client,
@@ -29,7 +29,7 @@ impl AppSession {
         let db = &server.db;
         let role = format!("app_authenticator_{}", &db.name[db.name.len() - 8..]);
         db.sql(&format!(
-            "create role {role} login noinherit; grant authenticated to {role};"
+            "create role {role} login noinherit; grant authenticated, service_role to {role};"
         ))
         .await;
         let mut config = db.admin.clone();
@@ -145,6 +145,19 @@ async fn forged_server_columns_are_refused_with_42501_while_user_metadata_is_wri
         .as_deref(),
         Some("alice")
     );
+    // Not even service_role, which bypasses every policy, may forge them from there.
+    app.client
+        .batch_execute("set role service_role")
+        .await
+        .unwrap();
+    let sql = "update storage.objects set metadata = jsonb_set(metadata, '{size}', '1') \
+               where bucket_id = 'b' and name = 'a.txt'";
+    let (code, message) = app.run(sql).await.expect_err(sql);
+    assert_eq!(code, SqlState::INSUFFICIENT_PRIVILEGE, "{message}");
+    app.client
+        .batch_execute("set role authenticated")
+        .await
+        .unwrap();
     // The client's own metadata stays the client's, and a rename is metadata-only.
     assert_eq!(
         app.run(
