@@ -3,7 +3,8 @@
 //!
 //! Every front validates a client's content type here on the way in, so a stored type is always
 //! exactly one `type/subtype` with optional parameters: no lists, no control characters, nothing
-//! a header could be split on. The REST and S3 fronts read [`inline_safe`] on the way out.
+//! a header could be split on. Fronts read [`MediaType::inline_safe`] and
+//! [`MediaType::sandboxable`] on the way out.
 
 use std::fmt;
 
@@ -169,9 +170,7 @@ impl MediaType {
         ];
         matches!(self.kind(), "audio" | "video" | "font") || SAFE.contains(&self.essence())
     }
-}
 
-impl MediaType {
     /// True when an answer of this type can carry `Content-Security-Policy: sandbox` without
     /// breaking how browsers show it. Everything but PDF: Chromium refuses to start its PDF
     /// viewer in a sandboxed document (crbug.com/413851) and shows "blocked" instead. A PDF
