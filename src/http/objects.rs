@@ -156,12 +156,11 @@ async fn head_public(
 /// Headers shared by GET, HEAD and 304 answers.
 ///
 /// Stored content must never run script in this origin (see docs/security.md): every answer
-/// carries `nosniff` and (PDF aside, see [`MediaType::sandboxable`])
-/// `Content-Security-Policy: sandbox` (a document opened from it gets an opaque origin and no
-/// scripts), and a type that is not known to be inert (HTML, SVG, XML,
-/// JavaScript, anything unknown) is also an attachment, so a browser navigating to it downloads
-/// it instead of rendering it. The stored type is served unchanged, so API clients get back the
-/// bytes and the type they uploaded.
+/// carries `nosniff` and, PDF aside ([`MediaType::sandboxable`]), `Content-Security-Policy:
+/// sandbox` (a document opened from it gets an opaque origin and no scripts); a type not known
+/// to be inert (HTML, SVG, XML, JavaScript, anything unknown) is also an attachment, so a
+/// browser navigating to it downloads it instead of rendering it. The stored type is served
+/// unchanged, so API clients get back the bytes and the type they uploaded.
 fn object_headers(row: &ObjectRow) -> (HeaderMap, Option<String>, Option<SystemTime>) {
     let meta = row.system_metadata();
     let mut headers = HeaderMap::new();
