@@ -104,12 +104,13 @@ impl Connected {
         if connected.cluster.is_some() {
             migrate::ensure_request_role(&client, embedded::REQUEST_ROLE, api_roles).await?;
         } else if let Some(user) = connected.request.get_user()
-            && Some(user) != connected.admin.get_user()
             && let Err(error) = migrate::grant_server_role(&client, user).await
         {
+            // Also when request traffic uses the privileged URL: unless that role is a
+            // superuser, only membership marks its sessions as the server's (migration 0010).
             tracing::warn!(
-                "{error:#}: the postgres byte store will refuse writes until the request role \
-                 is a member of {}",
+                "{error:#}: object writes will be refused (42501) until the request role is a \
+                 superuser or a member of {}",
                 migrate::SERVER_ROLE
             );
         }

@@ -21,6 +21,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+use super::media_type::MediaType;
 use super::meter::{self, Measured};
 use super::names::validate_object_name;
 use super::{Caller, Error, Operation, Storage};
@@ -92,8 +93,26 @@ impl ObjectRow {
             .unwrap_or_default()
     }
 
+    /// The recorded size for display (listings, info); 0 when missing or malformed. A length
+    /// sent ahead of bytes uses [`ObjectRow::measured_size`].
     pub fn size(&self) -> u64 {
-        self.system_metadata().size.unwrap_or(0)
+        self.measured_size().unwrap_or(0)
+    }
+
+    /// The size the server measured when it wrote the bytes. A `metadata.size` that is missing
+    /// or not a whole number of bytes was not written by the server (DESIGN §5 invariant 8):
+    /// serving it would hang or truncate a download, so it is a fault, never a guess.
+    pub fn measured_size(&self) -> Result<u64, Error> {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.get("size"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!(
+                    "object {} has no valid size in its metadata",
+                    self.id
+                ))
+            })
     }
 }
 
@@ -150,35 +169,30 @@ pub(super) struct Target {
     pub(super) exists: bool,
 }
 
-/// The type without parameters (`text/plain;charset=utf-8` -> `text/plain`), lowercased.
-fn base_mime(mime: &str) -> String {
-    mime.split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
+/// True when `allowed` (a bucket's `allowed_mime_types`; empty allows all) covers `mime`. Both
+/// sides are compared as parsed media types: `type/subtype`, case-insensitive, parameters
+/// ignored; `type/*` and `*/*` are wildcards. A type that does not parse is never allowed.
 pub(super) fn mime_allowed(allowed: &[String], mime: &str) -> bool {
     if allowed.is_empty() {
         return true;
     }
-    let base = base_mime(mime);
-    let kind = base.split('/').next().unwrap_or("");
-    allowed.iter().any(|a| {
-        let a = a.to_ascii_lowercase();
-        a == base || a.strip_suffix("/*").is_some_and(|k| k == kind) || a == "*/*"
-    })
+    let Ok(mime) = MediaType::parse(mime) else {
+        return false;
+    };
+    allowed.iter().any(|pattern| mime.matches(pattern))
 }
 
-/// Content type: what the client said, else a guess from the name, else octet-stream.
-pub fn content_type_for(given: Option<&str>, name: &str) -> String {
-    match given.map(str::trim).filter(|t| !t.is_empty()) {
-        Some(t) => t.to_string(),
-        None => mime_guess::from_path(name)
+/// Content type: what the client said (one valid media type, else an `InvalidInput` error),
+/// else a guess from the name, else octet-stream.
+pub fn content_type_for(given: Option<&str>, name: &str) -> Result<String, Error> {
+    match given.filter(|t| !t.trim().is_empty()) {
+        Some(t) => MediaType::parse(t)
+            .map(|t| t.as_str().to_string())
+            .map_err(|e| Error::InvalidInput(e.to_string())),
+        None => Ok(mime_guess::from_path(name)
             .first_raw()
             .unwrap_or("application/octet-stream")
-            .to_string(),
+            .to_string()),
     }
 }
 
@@ -190,7 +204,7 @@ impl Storage {
     /// Stores an object. See the module documentation for the protocol.
     pub async fn upload(&self, caller: &Caller, upload: Upload) -> Result<Stored, Error> {
         validate_object_name(&upload.name)?;
-        let mimetype = content_type_for(upload.content_type.as_deref(), &upload.name);
+        let mimetype = content_type_for(upload.content_type.as_deref(), &upload.name)?;
         let target = self.write_target(&upload.bucket, &upload.name).await?;
         let limit = self.effective_limit(&target);
         if upload.declared_length.is_some_and(|len| len > limit) {
@@ -311,11 +325,16 @@ impl Storage {
             // A row written by hand, with no bytes behind it.
             return Err(Error::ObjectNotFound);
         };
+        let expected = match range {
+            Some(range) => range.len(),
+            None => row.measured_size()?,
+        };
         if super::multipart::is_manifest(key) {
-            return self.read_segmented(row, key, range).await;
+            let stream = self.read_segmented(row, key, range).await?;
+            return Ok(exactly(stream, expected, row.id));
         }
         match self.bytes.get(key, range).await {
-            Ok(stream) => Ok(stream),
+            Ok(stream) => Ok(exactly(stream, expected, row.id)),
             Err(StoreError::NotFound(_)) => {
                 // Deleted since the row was read (the postgres store removes chunks with their
                 // row): the object is gone, which is a 404, not a fault.
@@ -455,6 +474,11 @@ impl Storage {
         let mut metadata = source.metadata.clone().unwrap_or_else(|| json!({}));
         let now = Utc::now();
         metadata["lastModified"] = json!(iso(now));
+        // Whatever set the copy's type (the source, or a type given with the copy), it is stored
+        // only if it is one valid media type, as for an upload.
+        if let Some(mimetype) = metadata.get("mimetype").and_then(Value::as_str) {
+            content_type_for(Some(mimetype), &copy.destination)?;
+        }
         let (id, key) = if super::multipart::is_manifest(&source_key) {
             // Segments are immutable: the copy shares them, copying no bytes.
             self.copy_segmented(caller, &write, &source_key, &metadata, target.exists)
@@ -1024,6 +1048,39 @@ pub(super) fn write_error(error: tokio_postgres::Error) -> Error {
     }
 }
 
+/// Passes on `stream` as long as it holds exactly `expected` bytes, the length the answer
+/// announced; a store holding more or fewer bytes than the row measured ends the stream with an
+/// error (the client sees an aborted transfer, never a hang or a silently short object).
+fn exactly(stream: ByteStream, expected: u64, object: Uuid) -> ByteStream {
+    let mismatch = move |seen: u64| {
+        tracing::error!(%object, expected, seen, "an object's bytes do not match its measured size");
+        std::io::Error::other(format!(
+            "object {object}: the store holds a different length than was measured"
+        ))
+    };
+    futures::stream::unfold(
+        (stream, 0u64, false),
+        move |(mut stream, seen, done)| async move {
+            if done {
+                return None;
+            }
+            match stream.next().await {
+                Some(Ok(piece)) => {
+                    let seen = seen + piece.len() as u64;
+                    if seen > expected {
+                        return Some((Err(mismatch(seen)), (stream, seen, true)));
+                    }
+                    Some((Ok(piece), (stream, seen, false)))
+                }
+                Some(Err(error)) => Some((Err(error), (stream, seen, true))),
+                None if seen < expected => Some((Err(mismatch(seen)), (stream, seen, true))),
+                None => None,
+            }
+        },
+    )
+    .boxed()
+}
+
 pub(super) fn store_error(error: StoreError) -> Error {
     match error {
         StoreError::NotFound(key) => Error::Internal(anyhow::anyhow!("bytes missing under {key}")),
@@ -1044,16 +1101,25 @@ mod tests {
         assert!(mime_allowed(&allowed, "application/pdf; charset=binary"));
         assert!(!mime_allowed(&allowed, "text/plain"));
         assert!(!mime_allowed(&allowed, "imagex/png"));
+        assert!(!mime_allowed(&allowed, "image/png, text/html"));
+        assert!(mime_allowed(&["IMAGE/PNG".to_string()], "image/png; a=b"));
         assert!(mime_allowed(&[], "anything/at-all"));
     }
 
     #[test]
     fn content_type_falls_back_to_the_extension() {
-        assert_eq!(content_type_for(Some("text/csv"), "a.png"), "text/csv");
-        assert_eq!(content_type_for(None, "a/b.png"), "image/png");
         assert_eq!(
-            content_type_for(Some(""), "x.unknown-ext"),
+            content_type_for(Some("text/csv"), "a.png").unwrap(),
+            "text/csv"
+        );
+        assert_eq!(content_type_for(None, "a/b.png").unwrap(), "image/png");
+        assert_eq!(
+            content_type_for(Some(" "), "x.unknown-ext").unwrap(),
             "application/octet-stream"
         );
+        assert!(matches!(
+            content_type_for(Some("image/png, text/html"), "a.png"),
+            Err(Error::InvalidInput(_))
+        ));
     }
 }

@@ -115,7 +115,8 @@ impl MultipartUpload {
         Self {
             id: row.get("id"),
             bucket: row.get("bucket_id"),
-            content_type: content_type_for(content_type.as_deref(), &key),
+            // Validated (or guessed from the name) when the upload was created.
+            content_type: content_type.unwrap_or_else(|| "application/octet-stream".into()),
             name: key,
             owner: row.get("owner_id"),
             cache_control: cache_control.unwrap_or_else(|| "no-cache".into()),
@@ -158,7 +159,7 @@ impl Storage {
         create: CreateMultipart,
     ) -> Result<MultipartUpload, Error> {
         validate_object_name(&create.name)?;
-        let mimetype = content_type_for(create.content_type.as_deref(), &create.name);
+        let mimetype = content_type_for(create.content_type.as_deref(), &create.name)?;
         let target = self.write_target(&create.bucket, &create.name).await?;
         if create
             .declared_length

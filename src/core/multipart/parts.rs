@@ -151,7 +151,7 @@ impl Storage {
         let row = self
             .object(caller, Operation::Copy, &source.bucket, &source.name)
             .await?;
-        let size = row.size();
+        let size = row.measured_size()?;
         if let Some(range) = source.range
             && (range.end < range.start || range.end >= size)
         {
