@@ -31,7 +31,9 @@ alter table storage.s3_multipart_uploads
     -- Whether completing may replace an existing object (storage.overwrite).
     add column upsert boolean not null default false,
     -- Abandoned uploads are collected with their parts after this (renewed by every part).
-    add column expires_at timestamptz;
+    add column expires_at timestamptz,
+    -- The total length the client announced (TUS Upload-Length), if any.
+    add column declared_length bigint check (declared_length >= 0);
 
 create index s3_multipart_uploads_expires_idx
     on storage.s3_multipart_uploads (expires_at) where expires_at is not null;

@@ -1115,3 +1115,65 @@ async fn uploads_list_in_pages_with_common_prefixes() {
     assert_eq!(in_c.common_prefixes, ["c/x/"]);
     assert!(in_c.uploads.is_empty());
 }
+
+/// A declared total length (TUS `Upload-Length`, or set later for `Upload-Defer-Length`) bounds
+/// what may be appended.
+#[tokio::test]
+async fn a_declared_length_bounds_the_parts() {
+    let s = setup(Backend::Fs).await;
+    let who = service();
+    let mut request = create("sized.bin");
+    request.declared_length = Some(10);
+    let upload = s.storage.create_multipart(&who, request).await.unwrap();
+    assert_eq!(upload.declared_length, Some(10));
+    s.storage
+        .append_part(&who, &upload.id, 0, body(b"123456"), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.storage
+            .append_part(&who, &upload.id, 6, body(b"789012"), None)
+            .await,
+        Err(Error::PayloadTooLarge(_))
+    ));
+    s.storage
+        .append_part(&who, &upload.id, 6, body(b"7890"), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.storage
+            .declare_multipart_length(&who, &upload.id, 20)
+            .await,
+        Err(Error::Conflict(_))
+    ));
+
+    let deferred = s
+        .storage
+        .create_multipart(&who, create("later.bin"))
+        .await
+        .unwrap();
+    assert_eq!(deferred.declared_length, None);
+    s.storage
+        .append_part(&who, &deferred.id, 0, body(b"abc"), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.storage
+            .declare_multipart_length(&who, &deferred.id, 2)
+            .await,
+        Err(Error::Conflict(_))
+    ));
+    let set = s
+        .storage
+        .declare_multipart_length(&who, &deferred.id, 4)
+        .await
+        .unwrap();
+    assert_eq!(set.declared_length, Some(4));
+    assert_eq!(set.size, 3);
+    assert!(matches!(
+        s.storage
+            .append_part(&who, &deferred.id, 3, body(b"de"), None)
+            .await,
+        Err(Error::PayloadTooLarge(_))
+    ));
+}

@@ -38,7 +38,7 @@ pub struct UploadList {
 /// The uploads of a bucket in (name, creation) order, as RLS shows them to the caller.
 const LIST_UPLOADS: &str = "select u.id, u.bucket_id, u.key, u.version, u.owner_id, \
          u.user_metadata, u.created_at, u.in_progress_size, u.caller_role, u.caller_sub, \
-         u.content_type, u.cache_control, u.upsert, u.expires_at \
+         u.content_type, u.cache_control, u.upsert, u.expires_at, u.declared_length \
      from storage.s3_multipart_uploads u \
      where u.bucket_id = $1 \
        and starts_with(u.key, $2) \

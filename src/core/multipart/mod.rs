@@ -79,6 +79,9 @@ pub struct MultipartUpload {
     pub created_at: DateTime<Utc>,
     /// When the collector removes the upload if no part arrives before then.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The object's total length when the client announced it (TUS `Upload-Length`); appended
+    /// parts may not go past it.
+    pub declared_length: Option<u64>,
     /// The manifest key the completed object will have.
     version: String,
     caller_role: Option<String>,
@@ -88,16 +91,17 @@ pub struct MultipartUpload {
 /// Creates an upload row; `$12` is the expiry in seconds.
 const INSERT_UPLOAD: &str = "insert into storage.s3_multipart_uploads \
          (id, upload_signature, bucket_id, key, version, owner_id, user_metadata, caller_role, \
-          caller_sub, content_type, cache_control, upsert, expires_at) \
+          caller_sub, content_type, cache_control, upsert, expires_at, declared_length) \
      values ($1, '', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             now() + make_interval(secs => $12)) \
+             now() + make_interval(secs => $12), $13) \
      returning id, bucket_id, key, version, owner_id, user_metadata, created_at, \
-         in_progress_size, caller_role, caller_sub, content_type, cache_control, upsert, expires_at";
+         in_progress_size, caller_role, caller_sub, content_type, cache_control, upsert, \
+         expires_at, declared_length";
 
 /// An upload that has not expired.
 const SELECT_UPLOAD: &str = "select id, bucket_id, key, version, owner_id, user_metadata, \
          created_at, in_progress_size, caller_role, caller_sub, content_type, cache_control, \
-         upsert, expires_at \
+         upsert, expires_at, declared_length \
      from storage.s3_multipart_uploads \
      where id = $1 and (expires_at is null or expires_at > now())";
 
@@ -125,6 +129,9 @@ impl MultipartUpload {
             size: u64::try_from(size).unwrap_or(0),
             created_at: row.get("created_at"),
             expires_at: row.get("expires_at"),
+            declared_length: row
+                .get::<_, Option<i64>>("declared_length")
+                .map(|l| l.max(0) as u64),
             version: row.get("version"),
             caller_role: row.get("caller_role"),
             caller_sub: row.get("caller_sub"),
@@ -186,6 +193,10 @@ impl Storage {
         self.check_settling(caller, &write, target.exists, create.upsert)
             .await?;
 
+        let declared = create
+            .declared_length
+            .map(|l| i64::try_from(l).map_err(|_| too_large()))
+            .transpose()?;
         let conn = self.db.admin().await?;
         let statement = conn.prepare_cached(INSERT_UPLOAD).await?;
         let expiry = self.limits.multipart_expiry.as_secs_f64();
@@ -205,6 +216,7 @@ impl Storage {
                     &create.cache_control,
                     &create.upsert,
                     &expiry,
+                    &declared,
                 ],
             )
             .await
@@ -267,6 +279,40 @@ impl Storage {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Sets the total length of an upload created without one (TUS `Upload-Defer-Length`):
+    /// refused when over the limits, below what was already uploaded, or when a length is set
+    /// already ([`Error::Conflict`]).
+    pub async fn declare_multipart_length(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        length: u64,
+    ) -> Result<MultipartUpload, Error> {
+        let upload = self.multipart_upload(caller, upload_id).await?;
+        let target = self.write_target(&upload.bucket, &upload.name).await?;
+        if length > self.effective_limit(&target) {
+            return Err(too_large());
+        }
+        let length = i64::try_from(length).map_err(|_| too_large())?;
+        let conn = self.db.admin().await?;
+        let row = conn
+            .query_opt(
+                "update storage.s3_multipart_uploads set declared_length = $2 \
+                 where id = $1 and declared_length is null and in_progress_size <= $2 \
+                 returning id, bucket_id, key, version, owner_id, user_metadata, created_at, \
+                     in_progress_size, caller_role, caller_sub, content_type, cache_control, \
+                     upsert, expires_at, declared_length",
+                &[&upload_id, &length],
+            )
+            .await?
+            .ok_or_else(|| {
+                Error::Conflict(
+                    "the upload's length is already set, or is below what was uploaded".into(),
+                )
+            })?;
+        Ok(MultipartUpload::from_row(&row))
     }
 
     /// Removes uploads past their expiry, releasing their parts. Returns how many went.

@@ -40,7 +40,8 @@ pub struct PartList {
 }
 
 /// Locks the upload while a part is recorded (completion and abort wait for it).
-const LOCK_UPLOAD: &str = "select in_progress_size from storage.s3_multipart_uploads \
+const LOCK_UPLOAD: &str = "select in_progress_size, declared_length \
+     from storage.s3_multipart_uploads \
      where id = $1 and (expires_at is null or expires_at > now()) \
      for update";
 
@@ -185,7 +186,11 @@ impl Storage {
         };
         // What the other parts leave of the limit: exact unless parts arrive concurrently,
         // which the recording transaction checks again.
-        let room = limit.saturating_sub(upload.size.saturating_sub(replaced));
+        let others = upload.size.saturating_sub(replaced);
+        let mut room = limit.saturating_sub(others);
+        if let Some(declared) = upload.declared_length {
+            room = room.min(declared.saturating_sub(others));
+        }
         if declared_length.is_some_and(|len| len > room) {
             return Err(too_large());
         }
@@ -222,11 +227,12 @@ impl Storage {
         limit: u64,
     ) -> Result<PartInfo, Error> {
         let tx = self.db.admin_tx().await?;
-        let current: i64 = tx
+        let locked = tx
             .query_opt(LOCK_UPLOAD, &[&upload.id])
             .await?
-            .ok_or(Error::NoSuchUpload)?
-            .get(0);
+            .ok_or(Error::NoSuchUpload)?;
+        let current: i64 = locked.get(0);
+        let declared: Option<i64> = locked.get(1);
         let old = tx.query(REMOVE_PART, &[&upload.id, &number]).await?;
         if let Some(offset) = expected_offset {
             // An append never replaces: another client got there first.
@@ -244,6 +250,11 @@ impl Storage {
         let total = current - old_size + size;
         if total as u64 > limit {
             return Err(too_large());
+        }
+        if declared.is_some_and(|declared| total > declared) {
+            return Err(Error::PayloadTooLarge(
+                "the parts exceed the upload's declared length".into(),
+            ));
         }
         if tx.execute(ADOPT_PART_KEY, &[&key]).await? == 0 {
             // The lease ran out and the collector took the key.
