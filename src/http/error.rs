@@ -163,3 +163,34 @@ pub async fn not_found() -> ApiError {
         "Route not found",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_errors_have_their_own_codes() {
+        let cases = [
+            (Error::NoSuchUpload, StatusCode::NOT_FOUND, "NoSuchUpload"),
+            (
+                Error::InvalidPart("x".into()),
+                StatusCode::BAD_REQUEST,
+                "InvalidPart",
+            ),
+            (
+                Error::InvalidPartOrder,
+                StatusCode::BAD_REQUEST,
+                "InvalidPartOrder",
+            ),
+            (
+                Error::EntityTooSmall("x".into()),
+                StatusCode::BAD_REQUEST,
+                "EntityTooSmall",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let api = ApiError::from(error);
+            assert_eq!((api.status, api.code), (status, code));
+        }
+    }
+}
