@@ -47,7 +47,7 @@ pub const MAX_PART_NUMBER: u32 = 10_000;
 pub struct CreateMultipart {
     pub bucket: String,
     pub name: String,
-    /// The object's content type; absent: guessed from the name when completing.
+    /// The object's content type, validated at creation; absent: guessed from the name.
     pub content_type: Option<String>,
     pub cache_control: Option<String>,
     pub user_metadata: Option<Value>,
@@ -58,7 +58,7 @@ pub struct CreateMultipart {
     /// signer); `None`: the caller's.
     pub owner: Option<String>,
     /// The total length when the client announces it (TUS `Upload-Length`): refused at once
-    /// when over the limits.
+    /// when over the limits, and no part may go past it.
     pub declared_length: Option<u64>,
 }
 
