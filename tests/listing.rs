@@ -252,7 +252,14 @@ async fn v1_interleaves_folders_and_files_whatever_their_case() {
         let (_, body) = list(&server, &key, "list", "t", json!({"prefix": prefix})).await;
         assert_eq!(names(&body), ["1.txt", "2.txt"], "prefix {prefix}");
     }
-    let (_, body) = list(&server, &key, "list", "t", json!({"prefix": "", "search": "SU"})).await;
+    let (_, body) = list(
+        &server,
+        &key,
+        "list",
+        "t",
+        json!({"prefix": "", "search": "SU"}),
+    )
+    .await;
     assert_eq!(names(&body), ["sub.txt", "sub", "Sub2"]);
 
     // A timestamp order keeps the folders first.

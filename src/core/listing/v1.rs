@@ -14,8 +14,8 @@
 use tokio_postgres::Row;
 
 use super::{
-    Entry, ListV1, MAX_SORTED_LEVEL, Sort, SortColumn, WALK_COLUMNS, above_every_name,
-    files_entry, page_limit, upper_bound,
+    Entry, ListV1, MAX_SORTED_LEVEL, Sort, SortColumn, WALK_COLUMNS, above_every_name, files_entry,
+    page_limit, upper_bound,
 };
 use crate::core::{Caller, Error, Operation, Storage};
 use crate::db::Tx;
@@ -58,8 +58,16 @@ impl Storage {
             entries.drain(..(offset as usize).min(entries.len()));
             entries
         } else {
-            folders_then_files(&tx, bucket, &prefix, query, search.as_deref(), limit, offset)
-                .await?
+            folders_then_files(
+                &tx,
+                bucket,
+                &prefix,
+                query,
+                search.as_deref(),
+                limit,
+                offset,
+            )
+            .await?
         };
         tx.commit().await?;
         Ok(entries)
@@ -187,8 +195,7 @@ async fn folders_then_files(
     } else {
         offset + limit
     };
-    let mut folders =
-        child_folders(tx, bucket, prefix, query.sort.descending, wanted).await?;
+    let mut folders = child_folders(tx, bucket, prefix, query.sort.descending, wanted).await?;
     if let Some(search) = search {
         folders.retain(|f| f.to_ascii_lowercase().starts_with(search));
     }
@@ -211,16 +218,8 @@ async fn folders_then_files(
     let room = limit - entries.len() as i64;
     if room > 0 {
         let file_offset = (offset - folder_count).max(0);
-        let files = files_at_level(
-            tx,
-            bucket,
-            prefix,
-            query.sort,
-            search,
-            room,
-            file_offset,
-        )
-        .await?;
+        let files =
+            files_at_level(tx, bucket, prefix, query.sort, search, room, file_offset).await?;
         entries.extend(files);
     }
     Ok(entries)

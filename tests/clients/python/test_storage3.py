@@ -92,7 +92,7 @@ def test_list_buckets(service, anon, private, readable, closed):
     assert {private, readable, closed} <= ids
     assert next(b for b in buckets if b.id == readable).public is True
 
-    # anon sees the public buckets only (the fixture's buckets_public_read policy).
+    # anon sees the public buckets only (the shipped public_buckets_are_visible policy).
     anon_ids = {b.id for b in anon.list_buckets()}
     assert {readable, closed} <= anon_ids
     assert private not in anon_ids

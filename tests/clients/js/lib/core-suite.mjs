@@ -91,7 +91,7 @@ export function defineCoreTests(clients, prefix) {
     assert.equal(one.length, 1)
   })
 
-  test('listBuckets as anon shows the public buckets only (buckets_public_read policy)', async () => {
+  test('listBuckets as anon shows the public buckets only (the shipped public_buckets_are_visible policy)', async () => {
     const ids = ok(await anon.listBuckets(), 'listBuckets(anon)').map((b) => b.id)
     assert.ok(ids.includes(readableBucket) && ids.includes(closedBucket), `${ids}`)
     assert.ok(!ids.includes(privateBucket), `${ids}`)
