@@ -387,6 +387,8 @@ async fn v2_prefixes_are_raw_and_names_are_full() {
     )
     .await;
     assert_eq!(names(&first["objects"]), ["b/deep/3.png", "b/2.png"]);
+    // Supabase's nextCursorKey: the name of the page's last entry.
+    assert_eq!(first["nextCursorKey"], "b/2.png");
     let (_, second) = list(
         &server,
         &key,
@@ -397,6 +399,16 @@ async fn v2_prefixes_are_raw_and_names_are_full() {
     .await;
     assert_eq!(names(&second["objects"]), ["b/1.png"]);
     assert_eq!(second["hasNext"], json!(false));
+    assert!(second.get("nextCursorKey").is_none(), "{second}");
+    let (_, folder_last) = list(
+        &server,
+        &key,
+        "list-v2",
+        "t",
+        json!({"prefix": "", "limit": 4, "with_delimiter": true}),
+    )
+    .await;
+    assert_eq!(folder_last["nextCursorKey"], "aal/", "{folder_last}");
 }
 
 #[tokio::test]

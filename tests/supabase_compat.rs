@@ -63,6 +63,7 @@ async fn info_routes_send_the_objects_headers_on_get_and_head() {
     .send()
     .await
     .unwrap();
+    assert_eq!(header(&download, "x-robots-tag".parse().unwrap()), "none");
     let etag = header(&download, ETAG);
     let modified = header(&download, LAST_MODIFIED);
     assert!(!etag.is_empty() && !modified.is_empty());

@@ -192,6 +192,8 @@ fn object_headers(row: &ObjectRow) -> (HeaderMap, Option<String>, Option<SystemT
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
+    // Stored files are not pages for search engines to index (Supabase sends the same).
+    headers.insert("x-robots-tag", HeaderValue::from_static("none"));
     (headers, meta.e_tag, modified)
 }
 

@@ -352,6 +352,24 @@ def test_public_url_with_a_read_policy_serves_the_bytes(service, anon, readable)
     assert anon.from_(readable).download("pics/a b.txt") == b"public bytes"
 
 
+def test_a_public_url_needs_no_headers_at_all(service, readable):
+    """A browser given the link: a bare GET, no credentials, no apikey. The fixture's policy is
+    the seed's pattern; the bucket subquery sees public buckets through the shipped policy."""
+    files = service.from_(readable)
+    files.upload("bare.txt", b"bare bytes", {"content-type": "text/plain"})
+    with httpx.Client(headers={}) as bare:
+        response = bare.get(files.get_public_url("bare.txt"))
+    assert response.status_code == 200
+    assert response.content == b"bare bytes"
+
+
+def test_version(service):
+    response = httpx.get(f"{STORAGE_URL}version")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text.count(".") == 2
+
+
 def test_public_url_without_a_read_policy_is_404(service, closed):
     files = service.from_(closed)
     files.upload("secret.txt", b"not for anon")
