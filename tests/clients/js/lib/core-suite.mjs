@@ -482,6 +482,7 @@ export function defineCoreTests(clients, prefix) {
     const response = await fetch(data.publicUrl)
     assert.equal(response.status, 200)
     assert.equal(response.headers.get('content-type'), 'text/plain')
+    assert.equal(response.headers.get('x-robots-tag'), 'none', 'not for search engines, as Supabase')
     assert.deepEqual(new Uint8Array(await response.arrayBuffer()), text('public bytes'))
 
     const download = await fetch(bucket.getPublicUrl('pics/a b.txt', { download: true }).data.publicUrl)

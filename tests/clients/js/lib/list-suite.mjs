@@ -197,6 +197,7 @@ export function defineListTests(clients, prefix) {
     assert.deepEqual(first.objects.map((o) => o.name), ['images/cat.png'])
     assert.equal(first.hasNext, true)
     assert.equal(typeof first.nextCursor, 'string')
+    assert.equal(first.nextCursorKey, 'images/cat.png', 'the last name of the page, as Supabase')
 
     const second = ok(
       await files().listV2({ prefix: 'images/', limit: 1, cursor: first.nextCursor }),
@@ -205,6 +206,7 @@ export function defineListTests(clients, prefix) {
     assert.deepEqual(second.objects.map((o) => o.name), ['images/dog.png'])
     assert.equal(second.hasNext, false)
     assert.equal(second.nextCursor, undefined)
+    assert.equal(second.nextCursorKey, undefined)
   })
 
   test('listV2() pages through a whole bucket without loss or repeats', async () => {
