@@ -262,6 +262,19 @@ async fn v1_interleaves_folders_and_files_whatever_their_case() {
     .await;
     assert_eq!(names(&body), ["sub.txt", "sub", "Sub2"]);
 
+    // An offset past everything is an empty page, however large.
+    for sort in ["name", "created_at"] {
+        let (status, body) = list(
+            &server,
+            &key,
+            "list",
+            "t",
+            json!({"prefix": "", "offset": i64::MAX, "sortBy": {"column": sort}}),
+        )
+        .await;
+        assert_eq!((status, body), (200, json!([])), "{sort}");
+    }
+
     // A timestamp order keeps the folders first.
     let (_, body) = list(
         &server,

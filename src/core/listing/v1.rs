@@ -52,7 +52,7 @@ impl Storage {
                 prefix: &prefix,
                 search: search.as_deref().unwrap_or(""),
                 descending: query.sort.descending,
-                max: offset + limit,
+                max: offset.saturating_add(limit),
             };
             let mut entries = walk.run(&tx).await?;
             entries.drain(..(offset as usize).min(entries.len()));
@@ -193,7 +193,7 @@ async fn folders_then_files(
     let wanted = if search.is_some() {
         MAX_SORTED_LEVEL as i64 + 1
     } else {
-        offset + limit
+        offset.saturating_add(limit)
     };
     let mut folders = child_folders(tx, bucket, prefix, query.sort.descending, wanted).await?;
     if let Some(search) = search {
