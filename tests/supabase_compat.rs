@@ -256,3 +256,44 @@ async fn copy_refuses_what_it_would_not_apply() {
         (200, b"hello".to_vec())
     );
 }
+
+#[tokio::test]
+async fn names_with_empty_segments_are_refused_on_every_route() {
+    let server = TestServer::start().await;
+    server.create_bucket("docs", false).await;
+    let key = server.service_key();
+    let (status, body) = upload(&server, &key, "docs", "a///child.txt", "x", false).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "InvalidKey", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("empty segments"),
+        "{body}"
+    );
+    assert_eq!(
+        upload(&server, &key, "docs", "a/child.txt", "x", false)
+            .await
+            .0,
+        200
+    );
+    for route in ["/object/copy", "/object/move"] {
+        let (status, body) = json_of(
+            call(&server, Method::POST, route, Some(&key))
+                .json(&json!({
+                    "bucketId": "docs",
+                    "sourceKey": "a/child.txt",
+                    "destinationKey": "a///child.txt",
+                }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (400, json!("InvalidKey")),
+            "{route}: {body}"
+        );
+    }
+    assert!(row(&server, "docs", "a///child.txt").await.is_none());
+    assert!(row(&server, "docs", "a/child.txt").await.is_some());
+}
