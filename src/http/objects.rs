@@ -355,7 +355,7 @@ async fn delete_many(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Move {
+struct MoveBody {
     bucket_id: String,
     source_key: String,
     destination_key: String,
@@ -366,7 +366,7 @@ struct Move {
 /// not know (`sourceVersionId`, `metadata.contentEncoding`) would otherwise be silently dropped.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Copy {
+struct CopyBody {
     bucket_id: String,
     source_key: String,
     destination_key: String,
@@ -400,7 +400,7 @@ fn header_field(name: &str, value: Option<String>) -> Result<Option<String>, Api
 async fn move_object(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
-    JsonBody(body): JsonBody<Move>,
+    JsonBody(body): JsonBody<MoveBody>,
 ) -> Result<Json<Value>, ApiError> {
     let destination_bucket = body
         .destination_bucket
@@ -426,7 +426,7 @@ async fn copy_object(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<Copy>,
+    JsonBody(body): JsonBody<CopyBody>,
 ) -> Result<Json<Value>, ApiError> {
     let copy_metadata = body.copy_metadata.unwrap_or(true);
     let (cache_control, content_type) = match body.metadata {
