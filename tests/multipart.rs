@@ -398,6 +398,8 @@ mod cases {
                     destination: "copy.bin".into(),
                     copy_metadata: true,
                     user_metadata: None,
+                    cache_control: None,
+                    content_type: None,
                     upsert: false,
                 },
             )

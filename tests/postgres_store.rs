@@ -261,6 +261,8 @@ async fn copies_have_their_own_chunks() {
                 destination: "dst".into(),
                 copy_metadata: true,
                 user_metadata: None,
+                cache_control: None,
+                content_type: None,
                 upsert: false,
             },
         )

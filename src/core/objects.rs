@@ -151,6 +151,10 @@ pub struct CopyRequest {
     /// Carry the source's user metadata over (default); otherwise use `user_metadata`.
     pub copy_metadata: bool,
     pub user_metadata: Option<Value>,
+    /// With `copy_metadata` false: the copy's cache control and content type, in place of the
+    /// source's (each kept from the source when absent), as Supabase's `metadata` body field.
+    pub cache_control: Option<String>,
+    pub content_type: Option<String>,
     pub upsert: bool,
 }
 
@@ -472,6 +476,14 @@ impl Storage {
             user_metadata,
         };
         let mut metadata = source.metadata.clone().unwrap_or_else(|| json!({}));
+        if !copy.copy_metadata {
+            if let Some(cache_control) = &copy.cache_control {
+                metadata["cacheControl"] = json!(cache_control);
+            }
+            if let Some(content_type) = &copy.content_type {
+                metadata["mimetype"] = json!(content_type);
+            }
+        }
         let now = Utc::now();
         metadata["lastModified"] = json!(iso(now));
         // Whatever set the copy's type (the source, or a type given with the copy), it is stored

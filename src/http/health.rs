@@ -11,6 +11,12 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/status", get(status))
         .route("/health", get(health))
+        .route("/version", get(version))
+}
+
+/// The server's version as plain text (`0.1.0`), as Supabase Storage answers it.
+async fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
 }
 
 /// Liveness: the process answers. No authentication, no database.

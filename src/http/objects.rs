@@ -29,9 +29,15 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/object/move", post(move_object))
         .route("/object/copy", post(copy_object))
-        .route("/object/info/authenticated/{bucket}/{*path}", get(info))
-        .route("/object/info/public/{bucket}/{*path}", get(info_public))
-        .route("/object/info/{bucket}/{*path}", get(info))
+        .route(
+            "/object/info/authenticated/{bucket}/{*path}",
+            get(info).head(head),
+        )
+        .route(
+            "/object/info/public/{bucket}/{*path}",
+            get(info_public).head(head_public),
+        )
+        .route("/object/info/{bucket}/{*path}", get(info).head(head))
         .route(
             "/object/authenticated/{bucket}/{*path}",
             get(download).head(head),
@@ -200,6 +206,8 @@ fn object_headers(row: &ObjectRow) -> (HeaderMap, Option<String>, Option<SystemT
         let filename = row.name.rsplit('/').next().unwrap_or(&row.name);
         headers.insert(CONTENT_DISPOSITION, download::attachment(filename));
     }
+    // Stored files are not pages for search engines to index (Supabase sends the same).
+    headers.insert("x-robots-tag", HeaderValue::from_static("none"));
     (headers, meta.e_tag, modified)
 }
 
@@ -296,7 +304,7 @@ async fn info(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
     Path((bucket, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     object_info(&state, &caller, &bucket, &name).await
 }
 
@@ -304,21 +312,31 @@ async fn info_public(
     State(state): State<AppState>,
     PublicCaller(caller): PublicCaller,
     Path((bucket, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     object_info(&state, &caller, &bucket, &name).await
 }
 
+/// The object's fields as JSON, with the object's `ETag`, `Last-Modified` and `Cache-Control`
+/// headers as a download sends them (as Supabase's info route does). `Content-Type` and
+/// `Content-Length` are the JSON's; HEAD on the info routes answers the object's own.
 async fn object_info(
     state: &AppState,
     caller: &Caller,
     bucket: &str,
     name: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let row = state
         .storage
         .object(caller, Operation::Info, bucket, name)
         .await?;
-    Ok(Json(info_json(&row)))
+    let (object, _, _) = object_headers(&row);
+    let mut response = Json(info_json(&row)).into_response();
+    for header in [ETAG, LAST_MODIFIED, CACHE_CONTROL] {
+        if let Some(value) = object.get(&header) {
+            response.headers_mut().insert(header, value.clone());
+        }
+    }
+    Ok(response)
 }
 
 async fn delete_one(
@@ -351,19 +369,52 @@ async fn delete_many(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct MoveOrCopy {
+struct MoveBody {
+    bucket_id: String,
+    source_key: String,
+    destination_key: String,
+    destination_bucket: Option<String>,
+}
+
+/// Supabase's copy body. Unknown keys are refused rather than ignored: a key this server does
+/// not know (`sourceVersionId`, `metadata.contentEncoding`) would otherwise be silently dropped.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CopyBody {
     bucket_id: String,
     source_key: String,
     destination_key: String,
     destination_bucket: Option<String>,
     #[serde(default)]
     copy_metadata: Option<bool>,
+    #[serde(default)]
+    metadata: Option<CopyMetadata>,
+}
+
+/// The copy's own system metadata, used with `copyMetadata: false`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CopyMetadata {
+    cache_control: Option<String>,
+    mimetype: Option<String>,
+}
+
+/// A value the copy will send back as a header: printable ASCII, not empty.
+fn header_field(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(text) if text.trim().is_empty() || HeaderValue::from_str(&text).is_err() => {
+            Err(ApiError::bad_request(format!(
+                "metadata.{name} must be a non-empty header value of printable ASCII"
+            )))
+        }
+        other => Ok(other),
+    }
 }
 
 async fn move_object(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
-    JsonBody(body): JsonBody<MoveOrCopy>,
+    JsonBody(body): JsonBody<MoveBody>,
 ) -> Result<Json<Value>, ApiError> {
     let destination_bucket = body
         .destination_bucket
@@ -389,8 +440,29 @@ async fn copy_object(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<MoveOrCopy>,
+    JsonBody(body): JsonBody<CopyBody>,
 ) -> Result<Json<Value>, ApiError> {
+    let copy_metadata = body.copy_metadata.unwrap_or(true);
+    let (cache_control, content_type) = match body.metadata {
+        // Supabase ignores it then; refusing tells the caller their metadata was not applied.
+        Some(_) if copy_metadata => {
+            return Err(ApiError::bad_request(
+                "metadata applies only with copyMetadata: false",
+            ));
+        }
+        Some(metadata) => (
+            // Whole seconds, as the upload form's cacheControl field takes them.
+            header_field("cacheControl", metadata.cache_control)?.map(|text| {
+                if text.chars().all(|c| c.is_ascii_digit()) {
+                    format!("max-age={text}")
+                } else {
+                    text
+                }
+            }),
+            header_field("mimetype", metadata.mimetype)?,
+        ),
+        None => (None, None),
+    };
     let user_metadata = match headers.get("x-metadata").and_then(|v| v.to_str().ok()) {
         Some(encoded) => {
             use base64::Engine;
@@ -415,8 +487,10 @@ async fn copy_object(
                 source: body.source_key,
                 destination_bucket: destination_bucket.clone(),
                 destination: body.destination_key,
-                copy_metadata: body.copy_metadata.unwrap_or(true),
+                copy_metadata,
                 user_metadata,
+                cache_control,
+                content_type,
                 upsert: upsert_header(&headers),
             },
         )
