@@ -145,11 +145,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_on(args: &ServeArgs, keys: JwtKeys, connected: &Connected) -> anyhow::Result<()> {
-    let database = Database::new(
+    let mut database = Database::new(
         connected.admin.clone(),
         connected.request.clone(),
         args.db_pool_size,
     )?;
+    if let Some(connections) = args.db_upload_connections {
+        database = database.with_upload_connections(connections);
+    }
     let store = args.store.store_config(&args.database)?;
     let bytes = bytes::open(&store, &database).await?;
     let storage = Storage::new(
@@ -161,6 +164,8 @@ async fn serve_on(args: &ServeArgs, keys: JwtKeys, connected: &Connected) -> any
             body_idle_timeout: args.body_idle_timeout.max(Duration::from_millis(100)),
             multipart_min_part_size: args.multipart_min_part_size,
             multipart_expiry: args.multipart_expiry.max(Duration::from_secs(1)),
+            min_body_rate: args.body_min_rate,
+            body_rate_window: args.body_rate_window.max(Duration::from_secs(1)),
         },
     );
     let collector = (args.gc_interval_seconds > 0).then(|| {

@@ -1169,6 +1169,28 @@ async fn unicode_names_work_end_to_end() {
     assert!(names(&server, "docs").await.is_empty());
 }
 
+/// Names are stored as sent, without Unicode normalisation: "café" with a precomposed é (NFC)
+/// and with e + combining acute (NFD) are two objects, each read by its own spelling
+/// (docs/compatibility.md, Names).
+#[tokio::test]
+async fn nfc_and_nfd_spellings_are_two_objects() {
+    let (server, key) = server_with_bucket("docs").await;
+    let nfc = "caf\u{e9}.txt";
+    let nfd = "cafe\u{301}.txt";
+    assert_ne!(nfc, nfd);
+    for (name, body) in [(nfc, "composed"), (nfd, "decomposed")] {
+        let (status, answer) = upload(&server, &key, "docs", name, body, false).await;
+        assert_eq!(status, 200, "{name:?}: {answer}");
+    }
+    let mut listed = names(&server, "docs").await;
+    listed.sort();
+    let mut both = vec![nfc.to_string(), nfd.to_string()];
+    both.sort();
+    assert_eq!(listed, both);
+    assert_eq!(download(&server, &key, "docs", nfc).await.1, b"composed");
+    assert_eq!(download(&server, &key, "docs", nfd).await.1, b"decomposed");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bytes behind rows
 // ---------------------------------------------------------------------------------------------

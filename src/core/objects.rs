@@ -225,7 +225,6 @@ impl Storage {
             (true, false) => return Err(Error::AlreadyExists),
             (exists, _) => exists,
         };
-        let operation = write_operation(overwrite);
         let cache_control = upload
             .cache_control
             .clone()
@@ -237,11 +236,15 @@ impl Storage {
             user_metadata: upload.user_metadata.clone(),
         };
         if self.bytes.in_database() {
-            let (body, meter) = meter::metered(upload.body, limit, self.limits.body_idle_timeout);
+            // The policies decide before the body is read, then again in the transaction
+            // that writes it.
+            let overwrite = self
+                .check_settling(caller, &write, overwrite, upload.upsert)
+                .await?;
+            let (body, meter) = meter::metered(upload.body, limit, self.limits.pace());
             let id = self
                 .upload_in_database(
                     caller,
-                    operation,
                     &write,
                     overwrite,
                     upload.upsert,
@@ -264,7 +267,7 @@ impl Storage {
 
         let key = new_key();
         self.stage(&key).await?;
-        let (body, meter) = meter::metered(upload.body, limit, self.limits.body_idle_timeout);
+        let (body, meter) = meter::metered(upload.body, limit, self.limits.pace());
         if let Err(error) = self.stream_into(&key, body).await {
             self.discard_after(&key, &error).await;
             return Err(self.body_error(&meter, error));
@@ -691,20 +694,44 @@ impl Storage {
 
     /// The `postgres` store's write: probe, stage, chunks and row in ONE transaction as the
     /// caller, so the bytes commit (or vanish) together with the row.
+    ///
+    /// The first chunk is read before the transaction begins: a body that fits in it is written
+    /// in a short transaction, and a client that trickles holds no connection until it has sent
+    /// that much. A longer body holds one of the connections uploads may use (a bounded share
+    /// of the pool), so however many clients trickle, reads still find a connection.
     #[allow(clippy::too_many_arguments)]
     async fn upload_in_database(
         &self,
         caller: &Caller,
-        operation: Operation,
         write: &RowWrite<'_>,
         overwrite: bool,
         upsert: bool,
-        mut body: ByteStream,
+        body: ByteStream,
         meter: &meter::SharedMeter,
         mimetype: &str,
         cache_control: &str,
     ) -> Result<Uuid, Error> {
-        let tx = self.begin(caller, operation).await?;
+        // Read in two loops: the second must not poll a body the first saw end.
+        let mut body = body.fuse();
+        let mut chunks = Rechunker::default();
+        let mut first = Vec::new();
+        let mut ended = false;
+        while first.is_empty() {
+            match body.next().await {
+                Some(data) => {
+                    first = chunks.push(&data.map_err(|e| store_error(StoreError::Body(e)))?)
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        let operation = write_operation(overwrite);
+        let tx = match ended {
+            true => self.begin(caller, operation).await?,
+            false => self.begin_upload(caller, operation).await?,
+        };
         // The policy check comes before any byte is written, as on every store.
         let mut overwrite = overwrite;
         let mut attempts = 0;
@@ -731,8 +758,11 @@ impl Storage {
         let lease = self.limits.upload_lease.as_secs_f64();
         tx.execute("select storage.stage_key($1, $2)", &[&key, &lease])
             .await?;
-        let mut chunks = Rechunker::default();
         let mut seq = 0i32;
+        for chunk in first {
+            tx.execute(WRITE_CHUNK, &[&key, &seq, &chunk]).await?;
+            seq += 1;
+        }
         while let Some(data) = body.next().await {
             let data = data.map_err(|e| store_error(StoreError::Body(e)))?;
             for chunk in chunks.push(&data) {
@@ -1037,6 +1067,12 @@ impl Storage {
             Error::Timeout(format!(
                 "no data was received for {} s; the upload was abandoned",
                 self.limits.body_idle_timeout.as_secs_f64()
+            ))
+        } else if meter::too_slow(meter) {
+            Error::Timeout(format!(
+                "the upload arrived slower than {} bytes per second over {} s; it was abandoned",
+                self.limits.min_body_rate,
+                self.limits.body_rate_window.as_secs_f64()
             ))
         } else {
             error

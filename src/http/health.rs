@@ -28,11 +28,15 @@ async fn status() -> Json<Value> {
 async fn health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     match state.storage.database().ping().await {
         Ok(()) => Ok(Json(json!({ "healthy": true, "database": "ok" }))),
-        Err(error) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            "ServiceUnavailable",
-            format!("database check failed: {error}"),
-        )),
+        Err(error) => {
+            // The database's own words stay in the log.
+            tracing::warn!(%error, "health check: the database did not answer");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "ServiceUnavailable",
+                "database check failed",
+            ))
+        }
     }
 }

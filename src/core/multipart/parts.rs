@@ -197,7 +197,7 @@ impl Storage {
 
         let key = new_key();
         self.stage(&key).await?;
-        let (body, meter) = meter::metered(body, room, self.limits.body_idle_timeout);
+        let (body, meter) = meter::metered(body, room, self.limits.pace());
         if let Err(error) = self.stream_into(&key, body).await {
             self.discard_after(&key, &error).await;
             return Err(self.body_error(&meter, error));
