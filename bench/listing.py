@@ -82,7 +82,7 @@ def pages(s):
 def v1_pages(s):
     mid_user = f"users/u{s['mid']:04d}"
     return [
-        ("v1: users/ (folders first)", {"prefix": "users/"}),
+        ("v1: users/ (folders, by name)", {"prefix": "users/"}),
         ("v1: users/uNNNN/photos/ (depth 3)", {"prefix": f"{mid_user}/photos/"}),
         ("v1: archive/2024/ (huge folder)", {"prefix": "archive/2024/"}),
     ]

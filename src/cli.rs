@@ -112,12 +112,13 @@ impl Connected {
         if connected.cluster.is_some() {
             migrate::ensure_request_role(&client, embedded::REQUEST_ROLE, api_roles).await?;
         } else if let Some(user) = connected.request.get_user()
-            && Some(user) != connected.admin.get_user()
             && let Err(error) = migrate::grant_server_role(&client, user).await
         {
+            // Also when request traffic uses the privileged URL: unless that role is a
+            // superuser, only membership marks its sessions as the server's (migration 0010).
             tracing::warn!(
-                "{error:#}: the postgres byte store will refuse writes until the request role \
-                 is a member of {}",
+                "{error:#}: object writes will be refused (42501) until the request role is a \
+                 superuser or a member of {}",
                 migrate::SERVER_ROLE
             );
         }
@@ -157,11 +158,14 @@ async fn serve_on(
     jwt_secret: &str,
     connected: &Connected,
 ) -> anyhow::Result<()> {
-    let database = Database::new(
+    let mut database = Database::new(
         connected.admin.clone(),
         connected.request.clone(),
         args.db_pool_size,
     )?;
+    if let Some(connections) = args.db_upload_connections {
+        database = database.with_upload_connections(connections);
+    }
     let store = args.store.store_config(&args.database)?;
     let bytes = bytes::open(&store, &database).await?;
     let storage = Storage::new(
@@ -171,6 +175,10 @@ async fn serve_on(
             max_file_size: args.max_file_size,
             upload_lease: Duration::from_secs(args.upload_lease_seconds.max(1)),
             body_idle_timeout: args.body_idle_timeout.max(Duration::from_millis(100)),
+            multipart_min_part_size: args.multipart_min_part_size,
+            multipart_expiry: args.multipart_expiry.max(Duration::from_secs(1)),
+            min_body_rate: args.body_min_rate,
+            body_rate_window: args.body_rate_window.max(Duration::from_secs(1)),
         },
     );
     let collector = (args.gc_interval_seconds > 0).then(|| {

@@ -16,7 +16,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-// Parsed once per process: the size of its largest variant costs nothing worth a Box.
+// Parsed once at start-up: the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -218,6 +218,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PGSTORAGE_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
 
+    /// Request connections that uploads may hold at once while their bodies stream (the
+    /// postgres store writes a body in the transaction of its row). Absent: half of
+    /// --db-pool-size. Always fewer than the pool, so downloads, listings and /health find a
+    /// connection however many uploads are in progress; further uploads wait for one.
+    #[arg(long, env = "PGSTORAGE_DB_UPLOAD_CONNECTIONS")]
+    pub db_upload_connections: Option<usize>,
+
     /// Seconds superseded or abandoned bytes are kept before the collector frees them, so that
     /// readers of an old version can finish.
     #[arg(long, env = "PGSTORAGE_GC_GRACE_SECONDS", default_value_t = 3600)]
@@ -237,6 +244,26 @@ pub struct ServeArgs {
     /// transaction and a connection).
     #[arg(long, env = "PGSTORAGE_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_idle_timeout: std::time::Duration,
+
+    /// Smallest size of each part of a multipart upload except the last (e.g. 5MiB), checked
+    /// when the upload completes.
+    #[arg(long, env = "PGSTORAGE_MULTIPART_MIN_PART_SIZE", default_value = "5MiB", value_parser = parse_size)]
+    pub multipart_min_part_size: u64,
+
+    /// How long a multipart or resumable upload may go without a new part (e.g. 24h, 7d) before
+    /// the collector removes it and frees its parts.
+    #[arg(long, env = "PGSTORAGE_MULTIPART_EXPIRY", default_value = "24h", value_parser = parse_duration)]
+    pub multipart_expiry: std::time::Duration,
+
+    /// Least rate at which an upload's body must arrive, in bytes per second (e.g. 1KB, 0 for no
+    /// minimum), averaged over each --body-rate-window; a slower upload is refused with 408 and
+    /// frees what it held. Only time spent waiting for the client counts.
+    #[arg(long, env = "PGSTORAGE_BODY_MIN_RATE", default_value = "1KB", value_parser = parse_size)]
+    pub body_min_rate: u64,
+
+    /// The span over which --body-min-rate is averaged (e.g. 30s).
+    #[arg(long, env = "PGSTORAGE_BODY_RATE_WINDOW", default_value = "30s", value_parser = parse_duration)]
+    pub body_rate_window: std::time::Duration,
 
     /// Longest time a client may take to send a request's headers (e.g. 30s); past it the
     /// connection is closed.

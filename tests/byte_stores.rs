@@ -321,3 +321,46 @@ macro_rules! conformance {
 conformance!(fs, Backend::Fs);
 conformance!(s3, Backend::S3);
 conformance!(postgres, Backend::Postgres);
+
+/// Bytes on disk are private to the server's user: every directory the fs store makes is 0700
+/// and every file 0600, so no other local account reads objects around the policies. A root
+/// left readable by an older version is closed when the store opens.
+#[tokio::test]
+async fn fs_bytes_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let root = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("stores")
+        .join(format!("private-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(root.join("objects")).unwrap();
+    for dir in [&root, &root.join("objects")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+
+    let store = pgstorage::bytes::FsStore::open(&root).await.unwrap();
+    let key = new_key();
+    store.put(&key, body(b"secret", 3)).await.unwrap();
+    let copy = new_key();
+    store.copy(&key, &copy).await.unwrap();
+
+    let file = root
+        .join("objects")
+        .join(&key[0..2])
+        .join(&key[2..4])
+        .join(&key);
+    let mut dirs = vec![root.clone(), root.join("objects"), root.join("tmp")];
+    for ancestor in file.ancestors().skip(1).take(2) {
+        dirs.push(ancestor.to_path_buf());
+    }
+    let copied = root.join("objects").join(&copy[0..2]).join(&copy[2..4]);
+    dirs.push(copied.clone());
+    for dir in &dirs {
+        assert_eq!(mode(dir), 0o700, "{} is not private", dir.display());
+    }
+    for file in [file, copied.join(&copy)] {
+        assert_eq!(mode(&file), 0o600, "{} is not private", file.display());
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -79,3 +79,47 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// An idle HTTP/2 cleartext connection (prior knowledge, as h2c clients and proxies open them)
+/// is closed after the same time as an HTTP/1 one, once its requests are answered.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let server = TestServer::start_with(Options {
+        header_read_timeout: Duration::from_millis(500),
+        ..Options::default()
+    })
+    .await;
+
+    // Served as usual over HTTP/2.
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("{}/status", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+
+    // The connection preface and an empty SETTINGS frame, then nothing: the server answers with
+    // its own SETTINGS and, once the connection has been idle, a GOAWAY, and closes it.
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+    let (outcome, waited) = send_and_read(&server, preface).await;
+    let answer =
+        outcome.unwrap_or_else(|e| panic!("the idle HTTP/2 connection stayed open: {e:?}"));
+    // A GOAWAY frame (type 7) on stream 0.
+    assert!(
+        answer
+            .as_bytes()
+            .windows(4)
+            .any(|w| w[0] == 0x07 && w[1] == 0 && w[2..] == [0, 0]),
+        "no GOAWAY in {:?}",
+        answer.as_bytes()
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "closed only after {waited:?}"
+    );
+}

@@ -71,38 +71,39 @@ fn names(entries: &Value) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn v1_lists_one_level_folders_first_then_files() {
+async fn v1_lists_one_level_in_supabases_name_order() {
     let server = TestServer::start().await;
     fixture(&server, "t", TREE).await;
     let key = server.service_key();
     let (status, body) = list(&server, &key, "list", "t", json!({"prefix": ""})).await;
     assert_eq!(status, 200, "{body}");
-    // Supabase's order: the folders by name, then the files.
+    // Supabase's order: folders and files interleaved by lower(name) in byte order, a folder
+    // placed as its name plus '/' ('.' < '/', so aal.txt comes before aal).
     assert_eq!(
         names(&body),
         [
-            "aal",
-            "b",
-            "d",
-            "mixed",
-            "фото",
-            "Photo.JPG",
             "a.txt",
             "aal.txt",
-            "c.txt"
+            "aal",
+            "b",
+            "c.txt",
+            "d",
+            "mixed",
+            "Photo.JPG",
+            "фото"
         ]
     );
-    let folder = &body.as_array().unwrap()[0];
+    let folder = &body.as_array().unwrap()[2];
     assert!(
         folder["id"].is_null() && folder["metadata"].is_null() && folder["updated_at"].is_null()
     );
-    let file = &body.as_array().unwrap()[6];
+    let file = &body.as_array().unwrap()[0];
     assert!(file["id"].is_string() && file["metadata"]["size"] == 1);
 
     // A prefix is a folder, with or without its trailing slash; names are relative to it.
     for prefix in ["b", "b/"] {
         let (_, body) = list(&server, &key, "list", "t", json!({"prefix": prefix})).await;
-        assert_eq!(names(&body), ["deep", "1.png", "2.png"]);
+        assert_eq!(names(&body), ["1.png", "2.png", "deep"]);
     }
     let (_, body) = list(&server, &key, "list", "t", json!({"prefix": "фото"})).await;
     assert_eq!(names(&body), ["снимок.png"]);
@@ -127,7 +128,7 @@ async fn v1_offset_pages_cover_the_level_once() {
     }
     assert_eq!(seen.len(), 9);
     assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 9);
-    // Descending: still folders first, each group in reverse.
+    // Descending: the same order reversed.
     let (_, body) = list(
         &server,
         &key,
@@ -140,14 +141,14 @@ async fn v1_offset_pages_cover_the_level_once() {
         names(&body),
         [
             "фото",
+            "Photo.JPG",
             "mixed",
             "d",
+            "c.txt",
             "b",
             "aal",
-            "c.txt",
             "aal.txt",
-            "a.txt",
-            "Photo.JPG"
+            "a.txt"
         ]
     );
 }
@@ -174,7 +175,7 @@ async fn v1_search_is_a_case_insensitive_starts_with() {
         json!({"prefix": "", "search": "aa"}),
     )
     .await;
-    assert_eq!(names(&body), ["aal", "aal.txt"]);
+    assert_eq!(names(&body), ["aal.txt", "aal"]);
     let (_, body) = list(
         &server,
         &key,
@@ -184,6 +185,111 @@ async fn v1_search_is_a_case_insensitive_starts_with() {
     )
     .await;
     assert_eq!(names(&body), ["2.png"]);
+}
+
+/// Upper- and lower-case names, folders and files, and two folders that differ only in case.
+const MIXED: &[(&str, &str)] = &[
+    ("zz.txt", "u1"),
+    ("Zeta/x.txt", "u1"),
+    ("sub/x.txt", "u1"),
+    ("Sub2/y.txt", "u1"),
+    ("sub.txt", "u1"),
+    ("C.md", "u1"),
+    ("c/d.txt", "u1"),
+    ("B.txt", "u1"),
+    ("a.txt", "u1"),
+    ("Docs/1.txt", "u1"),
+    ("docs/2.txt", "u1"),
+];
+
+#[tokio::test]
+async fn v1_interleaves_folders_and_files_whatever_their_case() {
+    let server = TestServer::start().await;
+    fixture(&server, "t", MIXED).await;
+    let key = server.service_key();
+    let order = [
+        "a.txt", "B.txt", "C.md", "c", "Docs", "sub.txt", "sub", "Sub2", "Zeta", "zz.txt",
+    ];
+    let (status, body) = list(&server, &key, "list", "t", json!({"prefix": ""})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(names(&body), order);
+    let entries = body.as_array().unwrap();
+    assert!(entries[3]["id"].is_null(), "c is a folder: {body}");
+    assert!(entries[2]["id"].is_string(), "C.md is a file: {body}");
+
+    // Offset pages follow the same order.
+    let mut seen = Vec::new();
+    for offset in (0..10).step_by(3) {
+        let (_, body) = list(
+            &server,
+            &key,
+            "list",
+            "t",
+            json!({"prefix": "", "limit": 3, "offset": offset}),
+        )
+        .await;
+        seen.extend(names(&body));
+    }
+    assert_eq!(seen, order);
+
+    let (_, body) = list(
+        &server,
+        &key,
+        "list",
+        "t",
+        json!({"prefix": "", "sortBy": {"column": "name", "order": "desc"}}),
+    )
+    .await;
+    let mut reversed = order;
+    reversed.reverse();
+    // The case-merged folder is named as the first name met: docs/2.txt, walking backwards.
+    reversed[5] = "docs";
+    assert_eq!(names(&body), reversed);
+
+    // Folders that differ only in case are one folder, and listing it (in either case)
+    // shows what both hold, as Supabase does: nothing is hidden.
+    for prefix in ["docs", "Docs/", "DOCS"] {
+        let (_, body) = list(&server, &key, "list", "t", json!({"prefix": prefix})).await;
+        assert_eq!(names(&body), ["1.txt", "2.txt"], "prefix {prefix}");
+    }
+    let (_, body) = list(
+        &server,
+        &key,
+        "list",
+        "t",
+        json!({"prefix": "", "search": "SU"}),
+    )
+    .await;
+    assert_eq!(names(&body), ["sub.txt", "sub", "Sub2"]);
+
+    // An offset past everything is an empty page, however large.
+    for sort in ["name", "created_at"] {
+        let (status, body) = list(
+            &server,
+            &key,
+            "list",
+            "t",
+            json!({"prefix": "", "offset": i64::MAX, "sortBy": {"column": sort}}),
+        )
+        .await;
+        assert_eq!((status, body), (200, json!([])), "{sort}");
+    }
+
+    // A timestamp order keeps the folders first.
+    let (_, body) = list(
+        &server,
+        &key,
+        "list",
+        "t",
+        json!({"prefix": "", "sortBy": {"column": "created_at", "order": "asc"}}),
+    )
+    .await;
+    let listed = names(&body);
+    assert_eq!(
+        &listed[..6],
+        ["Docs", "Sub2", "Zeta", "c", "docs", "sub"],
+        "{listed:?}"
+    );
 }
 
 #[tokio::test]
@@ -294,6 +400,8 @@ async fn v2_prefixes_are_raw_and_names_are_full() {
     )
     .await;
     assert_eq!(names(&first["objects"]), ["b/deep/3.png", "b/2.png"]);
+    // Supabase's nextCursorKey: the name of the page's last entry.
+    assert_eq!(first["nextCursorKey"], "b/2.png");
     let (_, second) = list(
         &server,
         &key,
@@ -304,6 +412,16 @@ async fn v2_prefixes_are_raw_and_names_are_full() {
     .await;
     assert_eq!(names(&second["objects"]), ["b/1.png"]);
     assert_eq!(second["hasNext"], json!(false));
+    assert!(second.get("nextCursorKey").is_none(), "{second}");
+    let (_, folder_last) = list(
+        &server,
+        &key,
+        "list-v2",
+        "t",
+        json!({"prefix": "", "limit": 4, "with_delimiter": true}),
+    )
+    .await;
+    assert_eq!(folder_last["nextCursorKey"], "aal/", "{folder_last}");
 }
 
 #[tokio::test]
@@ -319,7 +437,7 @@ async fn listing_shows_only_what_policies_let_the_caller_see() {
     // c.txt and d/ hold only u2's objects: neither is listed; mixed/ has one of u1's.
     assert_eq!(
         names(&body),
-        ["aal", "b", "mixed", "фото", "Photo.JPG", "a.txt", "aal.txt"]
+        ["a.txt", "aal.txt", "aal", "b", "mixed", "Photo.JPG", "фото"]
     );
     let (_, body) = list(&server, &u1, "list", "t", json!({"prefix": "mixed"})).await;
     assert_eq!(names(&body), ["mine.txt"]);
@@ -443,9 +561,9 @@ async fn a_page_reads_about_its_own_size_whatever_it_skips() {
     assert_eq!(page["objects"].as_array().unwrap().len(), 100);
     assert!(rows <= 110, "a 100-entry page examined {rows} rows");
 
-    // v1, folders first: the folder walk jumps over huge/, the files are one index range.
+    // v1 by name: one probe per entry, huge/ jumped over.
     let (body, rows) = cost("list", json!({"prefix": ""})).await;
-    assert_eq!(names(&body), ["huge", "small", "a.txt", "z.txt"]);
+    assert_eq!(names(&body), ["a.txt", "huge", "small", "z.txt"]);
     assert!(rows <= 10, "a 4-entry v1 page examined {rows} rows");
     let (body, rows) = cost("list", json!({"prefix": "huge", "limit": 100})).await;
     assert_eq!(body.as_array().unwrap().len(), 100);

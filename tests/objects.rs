@@ -629,7 +629,7 @@ async fn info_describes_the_object_and_a_missing_one_is_404_no_such_key() {
 }
 
 #[tokio::test]
-async fn stored_html_is_served_as_plain_text_that_must_not_be_sniffed() {
+async fn stored_html_is_served_sandboxed_as_an_attachment_that_must_not_be_sniffed() {
     let (server, key) = server_with_bucket("docs").await;
     let (status, _) = json_of(
         call(&server, Method::POST, "/object/docs/page.html", Some(&key))
@@ -655,11 +655,10 @@ async fn stored_html_is_served_as_plain_text_that_must_not_be_sniffed() {
     .send()
     .await
     .unwrap();
-    assert!(
-        header(&response, CONTENT_TYPE).starts_with("text/plain"),
-        "{}",
-        header(&response, CONTENT_TYPE)
-    );
+    // The type comes back as uploaded (clients read it); the browser gets a sandboxed download.
+    assert_eq!(header(&response, CONTENT_TYPE), "text/html");
+    assert_eq!(header(&response, "content-security-policy"), "sandbox");
+    assert!(header(&response, CONTENT_DISPOSITION).starts_with("attachment"));
     assert_eq!(header(&response, "x-content-type-options"), "nosniff");
 }
 
@@ -1168,6 +1167,28 @@ async fn unicode_names_work_end_to_end() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(names(&server, "docs").await.is_empty());
+}
+
+/// Names are stored as sent, without Unicode normalisation: "café" with a precomposed é (NFC)
+/// and with e + combining acute (NFD) are two objects, each read by its own spelling
+/// (docs/compatibility.md, Names).
+#[tokio::test]
+async fn nfc_and_nfd_spellings_are_two_objects() {
+    let (server, key) = server_with_bucket("docs").await;
+    let nfc = "caf\u{e9}.txt";
+    let nfd = "cafe\u{301}.txt";
+    assert_ne!(nfc, nfd);
+    for (name, body) in [(nfc, "composed"), (nfd, "decomposed")] {
+        let (status, answer) = upload(&server, &key, "docs", name, body, false).await;
+        assert_eq!(status, 200, "{name:?}: {answer}");
+    }
+    let mut listed = names(&server, "docs").await;
+    listed.sort();
+    let mut both = vec![nfc.to_string(), nfd.to_string()];
+    both.sort();
+    assert_eq!(listed, both);
+    assert_eq!(download(&server, &key, "docs", nfc).await.1, b"composed");
+    assert_eq!(download(&server, &key, "docs", nfd).await.1, b"decomposed");
 }
 
 // ---------------------------------------------------------------------------------------------

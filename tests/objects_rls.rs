@@ -7,7 +7,7 @@ mod object_helpers;
 
 use common::{TestServer, json_of};
 use object_helpers::{
-    call, download, enc, journal, names, random_bytes, row, stored_files, upload,
+    call, download, enc, journal, names, random_bytes, raw_request, row, stored_files, upload,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -25,17 +25,19 @@ const OWNER_FOLDER: &str = "
         using ((storage.foldername(name))[1] = auth.uid());
 ";
 
-/// The seed's public read policy, verbatim, plus the bucket read policy it relies on: its
-/// `exists (select ... from storage.buckets)` runs as the caller, under the buckets' own RLS,
-/// so without a policy letting anon see public buckets the subquery finds nothing.
+/// The seed's public read policy, verbatim and alone. Its `exists (select ... from
+/// storage.buckets)` runs as the caller, under the buckets' own RLS; the shipped policy
+/// `public_buckets_are_visible` (migration 0011) lets anon see the public buckets, so the
+/// subquery finds them.
 const OBJECTS_PUBLIC_READ: &str = "
-    create policy objects_public_read on storage.objects
-        for select to anon, authenticated
-        using (exists (select 1 from storage.buckets b
-                       where b.id = storage.objects.bucket_id and b.public));
-    create policy buckets_public_read on storage.buckets
-        for select to anon, authenticated
-        using (public);
+    CREATE POLICY objects_public_read ON storage.objects
+    FOR SELECT TO anon, authenticated
+    USING (
+    EXISTS (
+    SELECT 1 FROM storage.buckets b
+    WHERE b.id = storage.objects.bucket_id AND b.public
+    )
+    );
 ";
 
 fn assert_status(status: u16, body: &Value, want: u16, code: &str) {
@@ -389,6 +391,59 @@ async fn the_public_route_runs_as_anon_and_a_policy_reads_the_public_flag() {
     }
     // The service key still reads the private bucket through the authenticated route.
     assert_eq!(download(&server, &service, "priv", "x.bin").await.1, data);
+}
+
+#[tokio::test]
+async fn the_seeds_public_read_policy_pasted_alone_serves_public_objects() {
+    let server = TestServer::start().await;
+    server.create_bucket("pub", true).await;
+    server.create_bucket("priv", false).await;
+    let service = server.service_key();
+    let text = "meow ".repeat(300);
+    let data = text.clone().into_bytes();
+    upload(&server, &service, "pub", "cat.png", data.clone(), false).await;
+    upload(&server, &service, "priv", "cat.png", data.clone(), false).await;
+    server.db.sql(OBJECTS_PUBLIC_READ).await;
+
+    // With the anon key, as getPublicUrl's users fetch it.
+    let anon = server.anon_key();
+    let response = call(
+        &server,
+        Method::GET,
+        "/object/public/pub/cat.png",
+        Some(&anon),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap() == data);
+    // A browser given the URL: a bare GET with no credentials and no other headers.
+    for prefix in ["", "/storage/v1"] {
+        let (status, body) = raw_request(
+            &server,
+            "GET",
+            &format!("{prefix}/object/public/pub/cat.png"),
+            None,
+            b"",
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (200, text.as_str()));
+    }
+    // The private bucket stays closed, on both routes.
+    let (status, body) = get(&server, None, "/object/public/priv/cat.png").await;
+    assert_status(status, &body, 404, "NoSuchKey");
+    let (status, body) = get(&server, Some(&anon), "/object/authenticated/priv/cat.png").await;
+    assert_status(status, &body, 404, "NoSuchKey");
+
+    // The shipped bucket policy is an ordinary policy: dropped, the seed's pattern sees no
+    // bucket again.
+    server
+        .db
+        .sql("drop policy public_buckets_are_visible on storage.buckets")
+        .await;
+    let (status, body) = get(&server, None, "/object/public/pub/cat.png").await;
+    assert_status(status, &body, 404, "NoSuchKey");
 }
 
 // ---------------------------------------------------------------------------------------------

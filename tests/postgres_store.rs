@@ -263,7 +263,7 @@ async fn copies_have_their_own_chunks() {
                 copy_metadata: true,
                 user_metadata: None,
                 upsert: false,
-                replace_headers: None,
+                headers: Default::default(),
             },
         )
         .await

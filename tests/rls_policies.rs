@@ -271,10 +271,11 @@ async fn a_user_lists_only_the_buckets_a_select_policy_allows() {
         listed_buckets(&server, Some(&server.user_key("bob"))).await,
         ["bob-private", "bob-public"]
     );
-    // The policy is for authenticated only.
+    // The policy is for authenticated only; anon sees the public bucket through the shipped
+    // public_buckets_are_visible policy.
     assert_eq!(
         listed_buckets(&server, Some(&server.anon_key())).await,
-        Vec::<String>::new()
+        ["bob-public"]
     );
     assert_eq!(
         listed_buckets(&server, Some(&server.service_key()))
@@ -452,19 +453,11 @@ async fn without_a_policy_nobody_but_service_role_sees_objects() {
     );
 }
 
-/// Lets anon and authenticated see the rows of public buckets. The seed's objects_public_read
-/// reads storage.buckets in a subquery, which RLS filters for the caller too.
-const PUBLIC_BUCKETS_VISIBLE: &str = "
-    create policy public_buckets_visible on storage.buckets
-    for select to anon, authenticated
-    using (public)";
-
 #[tokio::test]
 async fn objects_public_read_shows_objects_of_public_buckets_only() {
     let server = TestServer::start().await;
     public_and_private_buckets(&server).await;
     server.db.sql(OBJECTS_PUBLIC_READ).await;
-    server.db.sql(PUBLIC_BUCKETS_VISIBLE).await;
     let public = ["pub/alice/a.png", "pub/bob/b.png"];
     assert_eq!(
         visible_objects(&server, &anon(), Operation::Download).await,
@@ -488,23 +481,26 @@ async fn objects_public_read_shows_objects_of_public_buckets_only() {
 }
 
 #[tokio::test]
-async fn objects_public_read_alone_shows_nothing_while_buckets_are_hidden() {
+async fn objects_public_read_relies_on_the_shipped_public_buckets_policy() {
     let server = TestServer::start().await;
     public_and_private_buckets(&server).await;
     server.db.sql(OBJECTS_PUBLIC_READ).await;
-    // The policy's subquery on storage.buckets runs under RLS as anon, who may see no bucket:
-    // the EXISTS is false for every object. (A trap for anyone copying the seed's example.)
-    assert!(
-        visible_objects(&server, &anon(), Operation::Download)
-            .await
-            .is_empty()
-    );
-    server.db.sql(PUBLIC_BUCKETS_VISIBLE).await;
     assert_eq!(
         visible_objects(&server, &anon(), Operation::Download)
             .await
             .len(),
         2
+    );
+    // The policy's subquery on storage.buckets runs under RLS as anon. Without the shipped
+    // policy that shows public buckets, anon sees no bucket and the EXISTS is always false.
+    server
+        .db
+        .sql("drop policy public_buckets_are_visible on storage.buckets")
+        .await;
+    assert!(
+        visible_objects(&server, &anon(), Operation::Download)
+            .await
+            .is_empty()
     );
 }
 

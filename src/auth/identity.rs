@@ -72,6 +72,15 @@ impl Authenticator {
             return self.allow(Identity::anon());
         };
         let claims = self.keys.verify(token)?;
+        if claims
+            .iter()
+            .any(|(key, value)| key.contains('\0') || holds_nul(value))
+        {
+            // PostgreSQL text cannot hold NUL: the claims could not be set for the policies.
+            return Err(AuthError::InvalidToken(
+                "the token's claims contain a NUL character".into(),
+            ));
+        }
         if super::signed_url::is_signed_url_token(&claims) {
             return Err(AuthError::InvalidToken(
                 "a signed-URL token is not an API credential".into(),
@@ -101,6 +110,18 @@ impl Authenticator {
         } else {
             Err(AuthError::ForbiddenRole(identity.role))
         }
+    }
+}
+
+/// Whether a claim's value holds a NUL character anywhere (keys included).
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        _ => false,
     }
 }
 

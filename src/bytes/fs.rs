@@ -2,8 +2,12 @@
 //! levels (65,536 directories) keep every directory small even with many millions of objects.
 //! Writes go to `tmp/`, are fsynced, then renamed into place (and the directory fsynced), so a
 //! key either holds its complete bytes or does not exist.
+//!
+//! Bytes are private to the server's user: directories are 0700 and files 0600, so no other
+//! local account reads an object around the policies.
 
 use std::io::{self, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -16,6 +20,19 @@ use super::{ByteRange, ByteStore, ByteStream, StoreError, check_key};
 
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Modes of everything the store creates: only the server's own user may read or list it.
+const DIR_MODE: u32 = 0o700;
+const FILE_MODE: u32 = 0o600;
+
+/// `create_dir_all` with private directories (the umask can only remove bits).
+async fn create_private_dirs(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .await
+}
+
 pub struct FsStore {
     root: PathBuf,
 }
@@ -23,8 +40,13 @@ pub struct FsStore {
 impl FsStore {
     pub async fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        fs::create_dir_all(root.join("objects")).await?;
-        fs::create_dir_all(root.join("tmp")).await?;
+        create_private_dirs(&root.join("objects")).await?;
+        create_private_dirs(&root.join("tmp")).await?;
+        // A store created by an older version (or a root made by hand) may be readable by
+        // everyone; closing the root closes everything below it.
+        for dir in [&root, &root.join("objects"), &root.join("tmp")] {
+            fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).await?;
+        }
         Ok(Self { root })
     }
 
@@ -72,7 +94,11 @@ impl ByteStore for FsStore {
             .join("tmp")
             .join(format!("{key}.{}", uuid::Uuid::new_v4().simple()));
         let mut temp = TempFile(Some(temp_path.clone()));
-        let mut file = File::create(&temp_path)
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&temp_path)
             .await
             .map_err(|e| unavailable("creating a temporary file", e))?;
         let mut written = 0u64;
@@ -88,7 +114,7 @@ impl ByteStore for FsStore {
             .map_err(|e| unavailable("syncing", e))?;
         drop(file);
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir)
+        create_private_dirs(&dir)
             .await
             .map_err(|e| unavailable("creating a directory", e))?;
         fs::rename(&temp_path, &target)
@@ -125,7 +151,7 @@ impl ByteStore for FsStore {
         let source = self.path(from)?;
         let target = self.path(to)?;
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&dir)
+        create_private_dirs(&dir)
             .await
             .map_err(|e| unavailable("creating a directory", e))?;
         // Bytes are immutable, so a hard link is a complete, instant copy; deleting either key

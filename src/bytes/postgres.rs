@@ -26,8 +26,10 @@ impl PgStore {
     }
 }
 
+/// A failure of the database under the bytes. Its own words go to the log, not to clients.
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("database byte store: {error}"))
+    tracing::warn!(%error, "the database byte store failed");
+    StoreError::Unavailable("the database byte store is unavailable".into())
 }
 
 impl From<DbError> for StoreError {

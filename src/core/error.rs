@@ -35,6 +35,19 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("{0}")]
     RangeNotSatisfiable(String),
+    /// A multipart or resumable upload that does not exist (never did, completed, aborted or
+    /// expired).
+    #[error("The specified multipart upload does not exist")]
+    NoSuchUpload,
+    /// A part named at completion is missing or its eTag does not match.
+    #[error("{0}")]
+    InvalidPart(String),
+    /// The parts named at completion are not in ascending order of part number.
+    #[error("The list of parts was not in ascending order; parts must be ordered by part number")]
+    InvalidPartOrder,
+    /// A part other than the last is smaller than the minimum part size.
+    #[error("{0}")]
+    EntityTooSmall(String),
     /// The client stopped sending an upload's body for longer than the idle limit.
     #[error("{0}")]
     Timeout(String),
@@ -48,13 +61,21 @@ pub enum Error {
 impl From<DbError> for Error {
     /// The default reading of a database error. Callers that know more (which constraint means
     /// what) match the SQLSTATE themselves before falling back to this.
+    ///
+    /// PostgreSQL's own wording never reaches a client: it can name tables, types, settings and
+    /// values the client never sent. Clients get a message of ours for the SQLSTATE; the
+    /// database's text goes to the log (inside the request's span, so with its request id).
+    /// Only text raised on purpose by SQL code (`raise exception` in our triggers or the
+    /// application's) is passed on as written.
     fn from(error: DbError) -> Self {
         let Some(code) = error.code() else {
             return match error {
                 DbError::Unavailable(reason) => {
+                    tracing::warn!(%reason, "no database connection");
                     Error::Unavailable(format!("database unavailable: {reason}"))
                 }
                 DbError::Postgres(e) if e.is_closed() => {
+                    tracing::warn!(error = %e, "database connection lost");
                     Error::Unavailable("database connection lost".into())
                 }
                 // Network trouble is worth a retry; anything else without a SQLSTATE (a value
@@ -63,35 +84,67 @@ impl From<DbError> for Error {
                     if std::error::Error::source(&e)
                         .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some()) =>
                 {
-                    Error::Unavailable(format!("database unavailable: {e}"))
+                    tracing::warn!(error = %e, "database unreachable");
+                    Error::Unavailable("database unavailable: the connection failed".into())
                 }
                 DbError::Postgres(e) => Error::Internal(anyhow::Error::new(e)),
             };
         };
-        let message = error
-            .db_error()
-            .map(|e| e.message().to_string())
-            .unwrap_or_default();
+        let report = error.db_error();
+        let raised = report.is_some_and(|e| e.routine() == Some("exec_stmt_raise"));
+        let said = report.map(|e| e.message()).unwrap_or_default();
+        if !matches!(
+            *code,
+            SqlState::UNIQUE_VIOLATION
+                | SqlState::T_R_SERIALIZATION_FAILURE
+                | SqlState::T_R_DEADLOCK_DETECTED
+        ) {
+            tracing::info!(
+                sqlstate = code.code(),
+                message = said,
+                "the database refused"
+            );
+        }
+        // Raised on purpose by SQL code: its text is meant for the caller.
+        let ours = |fallback: &str| match raised {
+            true => said.to_string(),
+            false => fallback.to_string(),
+        };
         match *code {
-            SqlState::INSUFFICIENT_PRIVILEGE => Error::Forbidden(message),
+            SqlState::INSUFFICIENT_PRIVILEGE => Error::Forbidden(
+                if said.starts_with("new row violates row-level security policy") {
+                    // Supabase Storage's wording, which clients show.
+                    "new row violates row-level security policy".into()
+                } else {
+                    ours("permission denied")
+                },
+            ),
             SqlState::UNIQUE_VIOLATION => Error::AlreadyExists,
-            SqlState::STRING_DATA_RIGHT_TRUNCATION
-            | SqlState::CHECK_VIOLATION
-            | SqlState::NOT_NULL_VIOLATION
-            | SqlState::INVALID_TEXT_REPRESENTATION
-            | SqlState::INVALID_PARAMETER_VALUE
-            | SqlState::NUMERIC_VALUE_OUT_OF_RANGE
-            | SqlState::CHARACTER_NOT_IN_REPERTOIRE
-            | SqlState::UNTRANSLATABLE_CHARACTER => Error::InvalidInput(message),
+            SqlState::STRING_DATA_RIGHT_TRUNCATION => {
+                Error::InvalidInput(ours("a value is too long"))
+            }
+            SqlState::CHECK_VIOLATION => Error::InvalidInput(ours("a value breaks a check rule")),
+            SqlState::NOT_NULL_VIOLATION => {
+                Error::InvalidInput(ours("a required value is missing"))
+            }
+            SqlState::INVALID_TEXT_REPRESENTATION | SqlState::INVALID_PARAMETER_VALUE => {
+                Error::InvalidInput(ours("a value is not in the expected form"))
+            }
+            SqlState::NUMERIC_VALUE_OUT_OF_RANGE => {
+                Error::InvalidInput(ours("a number is out of range"))
+            }
+            SqlState::CHARACTER_NOT_IN_REPERTOIRE | SqlState::UNTRANSLATABLE_CHARACTER => {
+                Error::InvalidInput(ours(
+                    "text holds a character the database cannot store (such as NUL)",
+                ))
+            }
             SqlState::T_R_SERIALIZATION_FAILURE | SqlState::T_R_DEADLOCK_DETECTED => {
                 Error::Unavailable("the operation conflicted with a concurrent one; retry".into())
             }
             SqlState::TOO_MANY_CONNECTIONS
             | SqlState::ADMIN_SHUTDOWN
             | SqlState::CANNOT_CONNECT_NOW
-            | SqlState::QUERY_CANCELED => {
-                Error::Unavailable(format!("database unavailable: {message}"))
-            }
+            | SqlState::QUERY_CANCELED => Error::Unavailable("database unavailable; retry".into()),
             _ => Error::Internal(anyhow::Error::new(error)),
         }
     }

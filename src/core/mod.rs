@@ -6,7 +6,9 @@ pub mod buckets;
 mod error;
 pub mod gc;
 pub mod listing;
+pub mod media_type;
 mod meter;
+pub mod multipart;
 pub mod names;
 pub mod objects;
 mod operation;
@@ -63,6 +65,18 @@ pub struct Limits {
     /// Longest pause between two pieces of an upload's body. A client that stops sending would
     /// otherwise hold its staged key, and with the postgres store a transaction, forever.
     pub body_idle_timeout: Duration,
+    /// Smallest size of every part of a multipart upload but the last, checked at completion
+    /// (S3: 5 MiB). A front with other rules passes its own minimum to
+    /// [`Storage::complete_multipart_with`].
+    pub multipart_min_part_size: u64,
+    /// How long a multipart or resumable upload may go without a new part before the collector
+    /// removes it with its parts.
+    pub multipart_expiry: Duration,
+    /// Least rate, in bytes per second, at which an upload's body must arrive, averaged over
+    /// every [`Limits::body_rate_window`] spent waiting for it (0: no minimum). Without it, a
+    /// client sending one byte just inside the idle limit keeps an upload open for ever.
+    pub min_body_rate: u64,
+    pub body_rate_window: Duration,
 }
 
 impl Default for Limits {
@@ -71,6 +85,21 @@ impl Default for Limits {
             max_file_size: 50 * 1000 * 1000 * 1000,
             upload_lease: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(30),
+            multipart_min_part_size: 5 * 1024 * 1024,
+            multipart_expiry: Duration::from_secs(24 * 3600),
+            min_body_rate: 1000,
+            body_rate_window: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Limits {
+    /// How an upload's body must keep flowing.
+    pub(crate) fn pace(&self) -> meter::Pace {
+        meter::Pace {
+            idle: self.body_idle_timeout,
+            min_rate: self.min_body_rate,
+            window: self.body_rate_window,
         }
     }
 }
@@ -88,6 +117,15 @@ impl Storage {
         Self {
             db,
             bytes,
+            limits: Arc::new(limits),
+        }
+    }
+
+    /// The same core (database, byte store) with other limits.
+    pub fn with_limits(&self, limits: Limits) -> Self {
+        Self {
+            db: self.db.clone(),
+            bytes: self.bytes.clone(),
             limits: Arc::new(limits),
         }
     }
@@ -119,24 +157,52 @@ impl Storage {
         self.begin_with(caller, operation, true).await
     }
 
+    /// Like [`Storage::begin`], for a transaction that stays open while the client sends a
+    /// body: it waits for one of the connections uploads may hold, so that slow uploads never
+    /// take the connections everything else needs (see [`Database::begin_upload`]).
+    pub(crate) async fn begin_upload(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+    ) -> Result<Tx, Error> {
+        let (claims, sub) = identity_settings(caller);
+        let settings = tx_settings(caller, operation, &claims, &sub, false);
+        Ok(self.db.begin_upload(&settings).await?)
+    }
+
     async fn begin_with(
         &self,
         caller: &Caller,
         operation: Operation,
         allow_delete: bool,
     ) -> Result<Tx, Error> {
-        let claims = serde_json::Value::Object(caller.identity.claims.clone()).to_string();
-        let sub = caller.identity.sub().unwrap_or_default();
-        let settings = TxSettings {
-            role: &caller.identity.role,
-            claims: &claims,
-            sub: &sub,
-            operation: operation.as_str(),
-            method: &caller.method,
-            path: &caller.path,
-            headers: &caller.headers,
-            allow_delete,
-        };
+        let (claims, sub) = identity_settings(caller);
+        let settings = tx_settings(caller, operation, &claims, &sub, allow_delete);
         Ok(self.db.begin(&settings).await?)
+    }
+}
+
+/// The caller's claims (as JSON) and `sub`, as a transaction's settings carry them.
+fn identity_settings(caller: &Caller) -> (String, String) {
+    let claims = serde_json::Value::Object(caller.identity.claims.clone()).to_string();
+    (claims, caller.identity.sub().unwrap_or_default())
+}
+
+fn tx_settings<'a>(
+    caller: &'a Caller,
+    operation: Operation,
+    claims: &'a str,
+    sub: &'a str,
+    allow_delete: bool,
+) -> TxSettings<'a> {
+    TxSettings {
+        role: &caller.identity.role,
+        claims,
+        sub,
+        operation: operation.as_str(),
+        method: &caller.method,
+        path: &caller.path,
+        headers: &caller.headers,
+        allow_delete,
     }
 }

@@ -5,6 +5,10 @@
 //! transaction switches it to an API role; `admin` is privileged and used only for migrations and
 //! the server's own maintenance (garbage collection, bucket limits).
 //!
+//! Transactions that stay open while a client sends (an upload streaming into the postgres
+//! store) draw on a bounded share of the request pool, so that however many clients trickle,
+//! the rest of the pool keeps serving everything else.
+//!
 //! Every connection, pooled or not, goes through [`DbConfig`]: tokio-postgres's settings plus
 //! the TLS settings it does not know (see [`tls`] for libpq's `sslmode` and `sslrootcert`).
 
@@ -13,10 +17,12 @@ pub mod migrate;
 pub mod tls;
 mod tx;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::sync::Semaphore;
 use tokio_postgres::config::Host;
 
 pub use tls::{RootCerts, SslMode, TlsSettings};
@@ -93,18 +99,43 @@ impl From<&DbConfig> for DbConfig {
 pub struct Database {
     request: Pool,
     admin: Pool,
+    /// One permit per request connection that uploads may hold at once.
+    uploads: Arc<Semaphore>,
+    upload_connections: usize,
 }
 
+/// Longest wait for one of the connections uploads may use, as for any pooled connection.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Database {
+    /// Pools of `size` request connections (half of which uploads may hold at once: see
+    /// [`Database::with_upload_connections`]) and a quarter as many privileged ones.
     pub fn new(
         admin: impl Into<DbConfig>,
         request: impl Into<DbConfig>,
         size: usize,
     ) -> anyhow::Result<Self> {
+        let upload_connections = upload_share(size, size / 2);
         Ok(Self {
             request: pool(request.into(), size)?,
             admin: pool(admin.into(), size.div_ceil(4).max(2))?,
+            uploads: Arc::new(Semaphore::new(upload_connections)),
+            upload_connections,
         })
+    }
+
+    /// Lets at most `connections` request connections be held by uploads at once (at least
+    /// one, and at least one fewer than the pool, so that reads always find a connection).
+    pub fn with_upload_connections(mut self, connections: usize) -> Self {
+        let size = self.request.status().max_size;
+        self.upload_connections = upload_share(size, connections);
+        self.uploads = Arc::new(Semaphore::new(self.upload_connections));
+        self
+    }
+
+    /// How many request connections uploads may hold at once.
+    pub fn upload_connections(&self) -> usize {
+        self.upload_connections
     }
 
     /// Starts a transaction for a request: role, claims and operation are set, transaction-local,
@@ -112,6 +143,26 @@ impl Database {
     pub async fn begin(&self, settings: &TxSettings<'_>) -> Result<Tx, DbError> {
         let conn = self.request.get().await.map_err(pool_error)?;
         Ok(Tx::begin(conn, settings).await?)
+    }
+
+    /// Like [`Database::begin`], for a transaction that stays open while a client sends (an
+    /// upload into the postgres store): it first waits for one of the connections uploads may
+    /// hold, so slow uploads queue among themselves and never take the whole pool.
+    pub async fn begin_upload(&self, settings: &TxSettings<'_>) -> Result<Tx, DbError> {
+        let slot = tokio::time::timeout(WAIT_TIMEOUT, self.uploads.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                DbError::Unavailable(format!(
+                    "all {} connections that uploads may use are held by uploads in progress; \
+                     retry later",
+                    self.upload_connections
+                ))
+            })?
+            .map_err(|_| DbError::Unavailable("the server is shutting down".into()))?;
+        let conn = self.request.get().await.map_err(pool_error)?;
+        let mut tx = Tx::begin(conn, settings).await?;
+        tx.hold(slot);
+        Ok(tx)
     }
 
     /// A read-only repeatable-read transaction as the privileged role: everything it reads
@@ -141,6 +192,11 @@ impl Database {
     }
 }
 
+/// `wanted` upload connections out of a pool of `size`, within 1..size (1 for a pool of one).
+fn upload_share(size: usize, wanted: usize) -> usize {
+    wanted.min(size.saturating_sub(1)).max(1)
+}
+
 fn pool(config: DbConfig, size: usize) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
         config.postgres,
@@ -154,7 +210,7 @@ fn pool(config: DbConfig, size: usize) -> anyhow::Result<Pool> {
     );
     Pool::builder(manager)
         .max_size(size)
-        .wait_timeout(Some(Duration::from_secs(30)))
+        .wait_timeout(Some(WAIT_TIMEOUT))
         .create_timeout(Some(Duration::from_secs(10)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()

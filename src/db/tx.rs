@@ -1,4 +1,5 @@
 use deadpool_postgres::Object;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -41,6 +42,9 @@ const SET_IDENTITY: &str = "select set_config('role', $1, true), \
 /// rollback cannot be sent, the connection is discarded instead of returned to the pool.
 pub struct Tx {
     conn: Option<Object>,
+    /// The share of the pool this transaction draws on, when it is a long one (see
+    /// [`super::Database::begin_upload`]); given back once the connection is.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Tx {
@@ -60,7 +64,10 @@ impl Tx {
             &settings.headers,
             &allow_delete,
         ];
-        let tx = Self { conn: Some(conn) };
+        let tx = Self {
+            conn: Some(conn),
+            slot: None,
+        };
         let conn = tx.conn();
         // Pipelined: both messages leave in one write, so beginning costs one round trip.
         tokio::try_join!(conn.batch_execute("begin"), conn.query(&statement, &params))?;
@@ -74,7 +81,15 @@ impl Tx {
         begin: &str,
     ) -> Result<Self, tokio_postgres::Error> {
         conn.batch_execute(begin).await?;
-        Ok(Self { conn: Some(conn) })
+        Ok(Self {
+            conn: Some(conn),
+            slot: None,
+        })
+    }
+
+    /// Keeps `slot` until this transaction's connection is back in the pool.
+    pub(super) fn hold(&mut self, slot: OwnedSemaphorePermit) {
+        self.slot = Some(slot);
     }
 
     /// Runs statements without parameters (savepoints and the like).
@@ -171,12 +186,14 @@ impl Drop for Tx {
         let Some(conn) = self.conn.take() else {
             return;
         };
+        let slot = self.slot.take();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     if conn.batch_execute("rollback").await.is_err() {
                         drop(Object::take(conn));
                     }
+                    drop(slot);
                 });
             }
             Err(_) => drop(Object::take(conn)),

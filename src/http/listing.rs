@@ -145,6 +145,10 @@ async fn list_v2(
     });
     if let Some(cursor) = page.next_cursor {
         answer["nextCursor"] = json!(cursor);
+        // Supabase's companion to the cursor: the name of the page's last entry.
+        if let Some(last) = page.entries.last() {
+            answer["nextCursorKey"] = json!(last.path);
+        }
     }
     Ok(Json(answer))
 }

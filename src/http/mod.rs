@@ -2,7 +2,7 @@
 //! calls and core results back into HTTP; they never touch the database or byte store directly.
 
 mod buckets;
-mod download;
+pub(crate) mod download;
 mod drain;
 mod error;
 mod health;
@@ -12,6 +12,7 @@ mod listing;
 mod objects;
 mod signed;
 mod upload_body;
+mod watched;
 
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ pub use identity::{CallerExt, PublicCaller};
 
 use crate::auth::Authenticator;
 use crate::core::Storage;
+use watched::{Tracked, Watched};
 
 /// Everything a handler needs.
 #[derive(Clone)]
@@ -131,7 +133,8 @@ pub async fn serve(
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(app.clone());
+        let (tcp, activity) = Watched::new(tcp);
+        let service = TowerToHyperService::new(Tracked::new(app.clone(), activity.clone()));
         let mut stop = stop_rx.clone();
         let open = open_tx.clone();
         tokio::spawn(async move {
@@ -149,10 +152,20 @@ pub async fn serve(
                 .http1()
                 .timer(TokioTimer::new())
                 .header_read_timeout(options.header_read_timeout);
+            builder.http2().timer(TokioTimer::new());
+            let idle_limit = options.header_read_timeout;
             let mut connection =
                 pin!(builder.serve_connection_with_upgrades(TokioIo::new(tcp), service));
             let mut stopping = false;
+            let mut asked_to_close = false;
             loop {
+                // HTTP/2 has no idle timeout of its own (its pings only prove the peer is
+                // alive), so a connection that has handled no request and moved no byte for as
+                // long as a client may take to send headers is closed, gracefully. HTTP/1's
+                // header timeout does the same for keep-alive. A peer that stays silent after
+                // that (HTTP/2's goodbye waits for its answer to a ping) is dropped after the
+                // same time again.
+                let idle_for = activity.idle_for().unwrap_or_default();
                 tokio::select! {
                     result = connection.as_mut() => {
                         if let Err(error) = result {
@@ -163,6 +176,21 @@ pub async fn serve(
                     _ = stop.wait_for(|stop| *stop), if !stopping => {
                         stopping = true;
                         connection.as_mut().graceful_shutdown();
+                    }
+                    () = tokio::time::sleep(idle_limit.saturating_sub(idle_for)) => {
+                        if activity.idle_for().is_none_or(|idle| idle < idle_limit) {
+                            continue;
+                        }
+                        if asked_to_close {
+                            tracing::debug!("dropping a connection that stayed idle");
+                            break;
+                        }
+                        asked_to_close = true;
+                        activity.touch();
+                        if !stopping {
+                            stopping = true;
+                            connection.as_mut().graceful_shutdown();
+                        }
                     }
                 }
             }

@@ -8,8 +8,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
-    ETAG, LAST_MODIFIED,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, LAST_MODIFIED,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,16 +21,23 @@ use super::download::{self, RangeDecision};
 use super::json::JsonBody;
 use super::upload_body;
 use super::{ApiError, AppState, CallerExt, PublicCaller};
-use crate::core::objects::{CopyRequest, ObjectRow, Upload};
+use crate::core::media_type::MediaType;
+use crate::core::objects::{CopyHeaders, CopyRequest, ObjectRow, Upload};
 use crate::core::{Caller, Error, Operation};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/object/move", post(move_object))
         .route("/object/copy", post(copy_object))
-        .route("/object/info/authenticated/{bucket}/{*path}", get(info))
-        .route("/object/info/public/{bucket}/{*path}", get(info_public))
-        .route("/object/info/{bucket}/{*path}", get(info))
+        .route(
+            "/object/info/authenticated/{bucket}/{*path}",
+            get(info).head(head),
+        )
+        .route(
+            "/object/info/public/{bucket}/{*path}",
+            get(info_public).head(head_public),
+        )
+        .route("/object/info/{bucket}/{*path}", get(info).head(head))
         .route(
             "/object/authenticated/{bucket}/{*path}",
             get(download).head(head),
@@ -154,23 +161,29 @@ async fn head_public(
 }
 
 /// Headers shared by GET, HEAD and 304 answers.
+///
+/// Stored content must never run script in this origin (see docs/security.md): every answer
+/// carries `nosniff` and, PDF aside ([`MediaType::sandboxable`]), `Content-Security-Policy:
+/// sandbox` (a document opened from it gets an opaque origin and no scripts); a type not known
+/// to be inert (HTML, SVG, XML, JavaScript, anything unknown) is also an attachment, so a
+/// browser navigating to it downloads it instead of rendering it. The stored type is served
+/// unchanged, so API clients get back the bytes and the type they uploaded.
 fn object_headers(row: &ObjectRow) -> (HeaderMap, Option<String>, Option<SystemTime>) {
     let meta = row.system_metadata();
     let mut headers = HeaderMap::new();
-    let mut mimetype = meta
+    // A stored type that is not one valid media type (written before types were validated)
+    // is served as opaque bytes rather than passed on or left out.
+    let media = meta
         .mimetype
-        .clone()
-        .unwrap_or_else(|| "application/octet-stream".into());
-    // Never let stored HTML run as a page on this origin.
-    if mimetype.to_ascii_lowercase().starts_with("text/html") {
-        mimetype = "text/plain; charset=utf-8".into();
-    }
+        .as_deref()
+        .and_then(|t| MediaType::parse(t).ok())
+        .unwrap_or_else(MediaType::octet_stream);
     let mut set = |name, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }
     };
-    set(CONTENT_TYPE, &mimetype);
+    set(CONTENT_TYPE, media.as_str());
     if let Some(etag) = &meta.e_tag {
         set(ETAG, etag);
     }
@@ -187,6 +200,15 @@ fn object_headers(row: &ObjectRow) -> (HeaderMap, Option<String>, Option<SystemT
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
+    if media.sandboxable() {
+        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    }
+    if !media.inline_safe() {
+        let filename = row.name.rsplit('/').next().unwrap_or(&row.name);
+        headers.insert(CONTENT_DISPOSITION, download::attachment(filename));
+    }
+    // Stored files are not pages for search engines to index (Supabase sends the same).
+    headers.insert("x-robots-tag", HeaderValue::from_static("none"));
     (headers, meta.e_tag, modified)
 }
 
@@ -214,7 +236,7 @@ pub(super) async fn serve_object(
         };
         headers.insert(CONTENT_DISPOSITION, download::attachment(filename));
     }
-    let size = row.size();
+    let size = row.measured_size()?;
     let (status, range) = match download::range(request, size) {
         RangeDecision::Full => (StatusCode::OK, None),
         RangeDecision::Partial(range) => {
@@ -257,7 +279,7 @@ async fn head_object(
     if download::not_modified(request, etag.as_deref(), modified) {
         return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
     }
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(row.size()));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(row.measured_size()?));
     Ok((StatusCode::OK, headers).into_response())
 }
 
@@ -283,7 +305,7 @@ async fn info(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
     Path((bucket, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     object_info(&state, &caller, &bucket, &name).await
 }
 
@@ -291,21 +313,31 @@ async fn info_public(
     State(state): State<AppState>,
     PublicCaller(caller): PublicCaller,
     Path((bucket, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     object_info(&state, &caller, &bucket, &name).await
 }
 
+/// The object's fields as JSON, with the object's `ETag`, `Last-Modified` and `Cache-Control`
+/// headers as a download sends them (as Supabase's info route does). `Content-Type` and
+/// `Content-Length` are the JSON's; HEAD on the info routes answers the object's own.
 async fn object_info(
     state: &AppState,
     caller: &Caller,
     bucket: &str,
     name: &str,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let row = state
         .storage
         .object(caller, Operation::Info, bucket, name)
         .await?;
-    Ok(Json(info_json(&row)))
+    let (object, _, _) = object_headers(&row);
+    let mut response = Json(info_json(&row)).into_response();
+    for header in [ETAG, LAST_MODIFIED, CACHE_CONTROL] {
+        if let Some(value) = object.get(&header) {
+            response.headers_mut().insert(header, value.clone());
+        }
+    }
+    Ok(response)
 }
 
 async fn delete_one(
@@ -338,19 +370,52 @@ async fn delete_many(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct MoveOrCopy {
+struct MoveBody {
+    bucket_id: String,
+    source_key: String,
+    destination_key: String,
+    destination_bucket: Option<String>,
+}
+
+/// Supabase's copy body. Unknown keys are refused rather than ignored: a key this server does
+/// not know (`sourceVersionId`, `metadata.contentEncoding`) would otherwise be silently dropped.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CopyBody {
     bucket_id: String,
     source_key: String,
     destination_key: String,
     destination_bucket: Option<String>,
     #[serde(default)]
     copy_metadata: Option<bool>,
+    #[serde(default)]
+    metadata: Option<CopyMetadata>,
+}
+
+/// The copy's own system metadata, used with `copyMetadata: false`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CopyMetadata {
+    cache_control: Option<String>,
+    mimetype: Option<String>,
+}
+
+/// A value the copy will send back as a header: printable ASCII, not empty.
+fn header_field(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(text) if text.trim().is_empty() || HeaderValue::from_str(&text).is_err() => {
+            Err(ApiError::bad_request(format!(
+                "metadata.{name} must be a non-empty header value of printable ASCII"
+            )))
+        }
+        other => Ok(other),
+    }
 }
 
 async fn move_object(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
-    JsonBody(body): JsonBody<MoveOrCopy>,
+    JsonBody(body): JsonBody<MoveBody>,
 ) -> Result<Json<Value>, ApiError> {
     let destination_bucket = body
         .destination_bucket
@@ -376,8 +441,29 @@ async fn copy_object(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<MoveOrCopy>,
+    JsonBody(body): JsonBody<CopyBody>,
 ) -> Result<Json<Value>, ApiError> {
+    let copy_metadata = body.copy_metadata.unwrap_or(true);
+    let (cache_control, content_type) = match body.metadata {
+        // Supabase ignores it then; refusing tells the caller their metadata was not applied.
+        Some(_) if copy_metadata => {
+            return Err(ApiError::bad_request(
+                "metadata applies only with copyMetadata: false",
+            ));
+        }
+        Some(metadata) => (
+            // Whole seconds, as the upload form's cacheControl field takes them.
+            header_field("cacheControl", metadata.cache_control)?.map(|text| {
+                if text.chars().all(|c| c.is_ascii_digit()) {
+                    format!("max-age={text}")
+                } else {
+                    text
+                }
+            }),
+            header_field("mimetype", metadata.mimetype)?,
+        ),
+        None => (None, None),
+    };
     let user_metadata = match headers.get("x-metadata").and_then(|v| v.to_str().ok()) {
         Some(encoded) => {
             use base64::Engine;
@@ -402,10 +488,13 @@ async fn copy_object(
                 source: body.source_key,
                 destination_bucket: destination_bucket.clone(),
                 destination: body.destination_key,
-                copy_metadata: body.copy_metadata.unwrap_or(true),
+                copy_metadata,
                 user_metadata,
                 upsert: upsert_header(&headers),
-                replace_headers: None,
+                headers: CopyHeaders::Amend {
+                    cache_control,
+                    content_type,
+                },
             },
         )
         .await?;

@@ -9,7 +9,7 @@ use super::error::{object_error, s3};
 use super::handlers::{Handlers, caller};
 use super::objects::{Conditions, Info, read_row, user_metadata_in};
 use crate::core::Operation;
-use crate::core::objects::{ContentHeaders, CopyRequest, ReplacedHeaders};
+use crate::core::objects::{ContentHeaders, CopyHeaders, CopyRequest};
 
 pub(super) async fn copy_object(
     handlers: &Handlers,
@@ -83,14 +83,17 @@ pub(super) async fn copy_object(
                 copy_metadata: !replace,
                 user_metadata: user_metadata_in(input.metadata.as_ref()),
                 upsert: true,
-                replace_headers: replace.then(|| ReplacedHeaders {
-                    content_type: input.content_type.clone(),
-                    cache_control: input.cache_control.clone(),
-                    headers: ContentHeaders {
-                        content_disposition: input.content_disposition.clone(),
-                        content_encoding: input.content_encoding.clone(),
+                headers: match replace {
+                    true => CopyHeaders::Replace {
+                        content_type: input.content_type.clone(),
+                        cache_control: input.cache_control.clone(),
+                        headers: ContentHeaders {
+                            content_disposition: input.content_disposition.clone(),
+                            content_encoding: input.content_encoding.clone(),
+                        },
                     },
-                }),
+                    false => CopyHeaders::Source,
+                },
             },
         )
         .await

@@ -43,6 +43,10 @@ fn map(error: Error, target: Target) -> S3Error {
         // The bucket's allowed_mime_types refused the Content-Type.
         Error::UnsupportedMediaType(_) => S3ErrorCode::InvalidArgument,
         Error::RangeNotSatisfiable(_) => S3ErrorCode::InvalidRange,
+        Error::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+        Error::InvalidPart(_) => S3ErrorCode::InvalidPart,
+        Error::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
+        Error::EntityTooSmall(_) => S3ErrorCode::EntityTooSmall,
         Error::Timeout(_) => S3ErrorCode::RequestTimeout,
         Error::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
         Error::Internal(_) => return internal(error),

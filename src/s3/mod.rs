@@ -24,6 +24,7 @@ mod copy;
 mod delete;
 mod error;
 mod handlers;
+mod inert;
 mod listing;
 mod multipart;
 mod objects;

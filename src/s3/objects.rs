@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use super::body::{Expected, check_md5_header, to_blob, verified};
 use super::error::{bucket_error, object_error, s3};
 use super::handlers::{Handlers, caller, context};
+use super::inert::inert_headers;
 use crate::bytes::ByteRange;
 use crate::core::objects::{ContentHeaders, ObjectRow, Upload};
 use crate::core::{Caller, Error, Operation};
@@ -268,7 +269,18 @@ pub(super) async fn get_object(
         .await
         .map_err(object_error)?;
     let length = range.map_or(info.size, |r| r.len());
-    Ok(S3Response::new(GetObjectOutput {
+    let inert = inert_headers(
+        input
+            .response_content_type
+            .as_deref()
+            .or(info.content_type.as_deref()),
+        input
+            .response_content_disposition
+            .as_deref()
+            .or(info.content_disposition.as_deref()),
+        &input.key,
+    );
+    let mut response = S3Response::new(GetObjectOutput {
         body: Some(to_blob(stream)),
         content_length: Some(length as i64),
         content_range: range.map(|r| content_range(&r, info.size)),
@@ -282,7 +294,9 @@ pub(super) async fn get_object(
         metadata: info.metadata,
         parts_count: input.part_number.map(|_| 1),
         ..Default::default()
-    }))
+    });
+    response.headers = inert;
+    Ok(response)
 }
 
 pub(super) async fn head_object(
@@ -301,7 +315,12 @@ pub(super) async fn head_object(
     }
     .check(&info, false)?;
     let range = byte_range(input.range.as_ref(), input.part_number, info.size)?;
-    Ok(S3Response::new(HeadObjectOutput {
+    let inert = inert_headers(
+        info.content_type.as_deref(),
+        info.content_disposition.as_deref(),
+        &input.key,
+    );
+    let mut response = S3Response::new(HeadObjectOutput {
         content_length: Some(range.map_or(info.size, |r| r.len()) as i64),
         content_range: range.map(|r| content_range(&r, info.size)),
         accept_ranges: Some("bytes".into()),
@@ -314,7 +333,9 @@ pub(super) async fn head_object(
         metadata: info.metadata,
         parts_count: input.part_number.map(|_| 1),
         ..Default::default()
-    }))
+    });
+    response.headers = inert;
+    Ok(response)
 }
 
 pub(super) async fn get_object_attributes(

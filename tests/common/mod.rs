@@ -439,6 +439,11 @@ pub struct Options {
     pub pool_size: usize,
     pub upload_lease: Duration,
     pub body_idle_timeout: Duration,
+    /// `--body-min-rate` (bytes per second) and `--body-rate-window`.
+    pub min_body_rate: u64,
+    pub body_rate_window: Duration,
+    /// `--db-upload-connections` (None: half the pool).
+    pub upload_connections: Option<usize>,
     pub header_read_timeout: Duration,
     /// The byte store (default: `PGSTORAGE_TEST_BACKEND`, else fs).
     pub backend: Backend,
@@ -455,6 +460,9 @@ impl Default for Options {
             pool_size: 8,
             upload_lease: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(30),
+            min_body_rate: Limits::default().min_body_rate,
+            body_rate_window: Limits::default().body_rate_window,
+            upload_connections: None,
             header_read_timeout: Duration::from_secs(30),
             backend: test_backend(),
             s3_tweak: None,
@@ -868,13 +876,20 @@ impl TestServer {
     /// A server over `db` whose bytes go to `store` (two servers may share one).
     pub async fn start_with_store(db: TestDb, store: TestStore, options: Options) -> Self {
         let bytes = store.open().await;
+        let mut database = db.database(options.pool_size);
+        if let Some(connections) = options.upload_connections {
+            database = database.with_upload_connections(connections);
+        }
         let storage = Storage::new(
-            db.database(options.pool_size),
+            database,
             bytes,
             Limits {
                 max_file_size: options.max_file_size,
                 upload_lease: options.upload_lease,
                 body_idle_timeout: options.body_idle_timeout,
+                min_body_rate: options.min_body_rate,
+                body_rate_window: options.body_rate_window,
+                ..Limits::default()
             },
         );
         let mut keys = keys();

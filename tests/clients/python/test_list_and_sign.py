@@ -71,12 +71,34 @@ def assert_folder(entry: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_list_root_folders_first_then_files(service, listed):
+def test_list_root_folders_and_files_by_name(service, listed):
     entries = service.from_(listed).list()
-    assert names(entries) == ["docs", "images", "u1", "u2", "a.txt", "b.txt"]
-    for folder in entries[:4]:
+    assert names(entries) == ["a.txt", "b.txt", "docs", "images", "u1", "u2"]
+    for folder in entries[2:]:
         assert_folder(folder)
-    assert_file(entries[4], len("a.txt"))
+    assert_file(entries[0], len("a.txt"))
+
+
+def test_list_interleaves_folders_and_files_in_case_insensitive_order(service):
+    """Current Supabase: sorted by name, folders and files come in one lower(name) order."""
+    bucket = bucket_name(f"{PREFIX}-mixed")
+    service.create_bucket(bucket)
+    files = service.from_(bucket)
+    for name in ["zz.txt", "Zeta/x.txt", "sub/x.txt", "Sub2/y.txt", "sub.txt", "C.md",
+                 "c/d.txt", "B.txt", "a.txt"]:
+        files.upload(name, name.encode(), {"content-type": "text/plain"})
+    order = ["a.txt", "B.txt", "C.md", "c", "sub.txt", "sub", "Sub2", "Zeta", "zz.txt"]
+    entries = files.list()
+    assert names(entries) == order
+    assert_file(entries[2], len("C.md"))
+    assert_folder(entries[3])
+    desc = files.list("", {"sortBy": {"column": "name", "order": "desc"}})
+    assert names(desc) == list(reversed(order))
+    paged = []
+    for offset in range(0, len(order), 4):
+        paged += names(files.list("", {"limit": 4, "offset": offset}))
+    assert paged == order
+    assert names(files.list("", {"search": "SU"})) == ["sub.txt", "sub", "Sub2"]
 
 
 def test_list_a_folder_relative_names(service, listed):

@@ -92,7 +92,7 @@ def test_list_buckets(service, anon, private, readable, closed):
     assert {private, readable, closed} <= ids
     assert next(b for b in buckets if b.id == readable).public is True
 
-    # anon sees the public buckets only (the fixture's buckets_public_read policy).
+    # anon sees the public buckets only (the shipped public_buckets_are_visible policy).
     anon_ids = {b.id for b in anon.list_buckets()}
     assert {readable, closed} <= anon_ids
     assert private not in anon_ids
@@ -350,6 +350,24 @@ def test_public_url_with_a_read_policy_serves_the_bytes(service, anon, readable)
 
     # The anonymous client reads it through the ordinary route too.
     assert anon.from_(readable).download("pics/a b.txt") == b"public bytes"
+
+
+def test_a_public_url_needs_no_headers_at_all(service, readable):
+    """A browser given the link: a bare GET, no credentials, no apikey. The fixture's policy is
+    the seed's pattern; the bucket subquery sees public buckets through the shipped policy."""
+    files = service.from_(readable)
+    files.upload("bare.txt", b"bare bytes", {"content-type": "text/plain"})
+    with httpx.Client(headers={}) as bare:
+        response = bare.get(files.get_public_url("bare.txt"))
+    assert response.status_code == 200
+    assert response.content == b"bare bytes"
+
+
+def test_version(service):
+    response = httpx.get(f"{STORAGE_URL}version")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text.count(".") == 2
 
 
 def test_public_url_without_a_read_policy_is_404(service, closed):

@@ -91,7 +91,7 @@ export function defineCoreTests(clients, prefix) {
     assert.equal(one.length, 1)
   })
 
-  test('listBuckets as anon shows the public buckets only (buckets_public_read policy)', async () => {
+  test('listBuckets as anon shows the public buckets only (the shipped public_buckets_are_visible policy)', async () => {
     const ids = ok(await anon.listBuckets(), 'listBuckets(anon)').map((b) => b.id)
     assert.ok(ids.includes(readableBucket) && ids.includes(closedBucket), `${ids}`)
     assert.ok(!ids.includes(privateBucket), `${ids}`)
@@ -215,6 +215,24 @@ export function defineCoreTests(clients, prefix) {
     const blob = ok(await files().download('docs/report.json'), 'download')
     assert.deepEqual(await bytesOf(blob), text('{"ok":true}'))
     assert.equal(blob.type, 'application/json')
+  })
+
+  test('active content (SVG, HTML) downloads with its bytes and type; a list of types is a 400', async () => {
+    for (const [name, type, body] of [
+      ['active/logo.svg', 'image/svg+xml', '<svg xmlns="http://www.w3.org/2000/svg"/>'],
+      ['active/page.html', 'text/html', '<script>alert(1)</script>'],
+    ]) {
+      ok(await files().upload(name, text(body), { contentType: type }), `upload ${name}`)
+      const blob = ok(await files().download(name), `download ${name}`)
+      assert.deepEqual(await bytesOf(blob), text(body))
+      assert.equal(blob.type, type)
+    }
+    const bad = failed(
+      await files().upload('active/list.png', text('x'), { contentType: 'image/png, text/html' }),
+      'upload with a list of types'
+    )
+    assert.equal(bad.statusCode, '400')
+    assert.match(bad.message, /content type/)
   })
 
   test('upload with defaults: text/plain;charset=UTF-8, max-age=3600, metadata {}', async () => {
@@ -377,6 +395,84 @@ export function defineCoreTests(clients, prefix) {
     assert.equal(missing.statusCode, '404')
   })
 
+  test('copy with copyMetadata: false and metadata sets the copy\'s cache control and type', async () => {
+    ok(
+      await files().upload('cpm/src.txt', text('copied'), {
+        contentType: 'text/plain',
+        cacheControl: '10',
+        metadata: { tag: 'orig' },
+      }),
+      'upload'
+    )
+    assert.deepEqual(
+      ok(
+        await files().copy('cpm/src.txt', 'cpm/dst.md', {
+          copyMetadata: false,
+          metadata: { cacheControl: 'max-age=3600', mimetype: 'text/markdown' },
+        }),
+        'copy(metadata)'
+      ),
+      { path: `${privateBucket}/cpm/dst.md` }
+    )
+    const copied = ok(await files().info('cpm/dst.md'), 'info(copy)')
+    assert.equal(copied.cacheControl, 'max-age=3600')
+    assert.equal(copied.contentType, 'text/markdown')
+    assert.deepEqual(copied.metadata, {}, 'copyMetadata: false leaves the user metadata out')
+    const blob = ok(await files().download('cpm/dst.md'), 'download(copy)')
+    assert.equal(blob.type, 'text/markdown')
+    assert.deepEqual(await bytesOf(blob), text('copied'))
+    const source = ok(await files().info('cpm/src.txt'), 'info(source)')
+    assert.equal(source.cacheControl, 'max-age=10')
+    assert.equal(source.contentType, 'text/plain')
+
+    // A key the server does not know is refused, not silently dropped.
+    const error = failed(
+      await files().copy('cpm/src.txt', 'cpm/gz.txt', {
+        copyMetadata: false,
+        metadata: { contentEncoding: 'gzip' },
+      }),
+      'copy(contentEncoding)'
+    )
+    assert.equal(error.statusCode, '400')
+    assert.match(error.message, /contentEncoding/)
+    assert.equal(await exists(files(), 'cpm/gz.txt'), false)
+  })
+
+  test('info GET and HEAD send the object\'s ETag, Last-Modified and Cache-Control', async () => {
+    ok(
+      await files().upload('hdr/a.csv', text('x,y'), { contentType: 'text/csv', cacheControl: '120' }),
+      'upload'
+    )
+    const info = ok(await files().info('hdr/a.csv'), 'info')
+    const headers = { Authorization: `Bearer ${clients.serviceKey}`, apikey: clients.serviceKey }
+    const url = `${clients.storageUrl}/object/info/authenticated/${privateBucket}/hdr/a.csv`
+    const get = await fetch(url, { headers })
+    assert.equal(get.status, 200)
+    assert.equal(get.headers.get('etag'), info.etag)
+    assert.equal(get.headers.get('cache-control'), 'max-age=120')
+    assert.equal(
+      Date.parse(get.headers.get('last-modified')),
+      Math.floor(Date.parse(info.lastModified) / 1000) * 1000
+    )
+    assert.match(get.headers.get('content-type'), /^application\/json/)
+    assert.equal((await get.json()).id, info.id)
+
+    const head = await fetch(url, { method: 'HEAD', headers })
+    assert.equal(head.status, 200)
+    assert.equal(head.headers.get('etag'), info.etag)
+    assert.equal(head.headers.get('cache-control'), 'max-age=120')
+    assert.equal(head.headers.get('last-modified'), get.headers.get('last-modified'))
+    assert.equal(head.headers.get('content-type'), 'text/csv')
+    assert.equal(head.headers.get('content-length'), '3')
+  })
+
+  test('GET /version answers the server\'s version as text', async () => {
+    const response = await fetch(`${clients.storageUrl}/version`)
+    assert.equal(response.status, 200)
+    assert.match(response.headers.get('content-type'), /^text\/plain/)
+    assert.match(await response.text(), /^\d+\.\d+\.\d+/)
+  })
+
   test('remove deletes many and answers the deleted objects; missing names are skipped', async () => {
     ok(await files().upload('rm/a.txt', text('a')), 'upload a')
     ok(await files().upload('rm/b.txt', text('b')), 'upload b')
@@ -404,6 +500,7 @@ export function defineCoreTests(clients, prefix) {
     const response = await fetch(data.publicUrl)
     assert.equal(response.status, 200)
     assert.equal(response.headers.get('content-type'), 'text/plain')
+    assert.equal(response.headers.get('x-robots-tag'), 'none', 'not for search engines, as Supabase')
     assert.deepEqual(new Uint8Array(await response.arrayBuffer()), text('public bytes'))
 
     const download = await fetch(bucket.getPublicUrl('pics/a b.txt', { download: true }).data.publicUrl)

@@ -52,15 +52,44 @@ export function defineListTests(clients, prefix) {
   // list (v1): one level, names relative to the folder, folders first
   // -------------------------------------------------------------------------------------------
 
-  test('list() at the root: folders first (id null), then files with metadata', async () => {
+  test('list() at the root: folders (id null) and files with metadata, by name', async () => {
     const entries = ok(await files().list(), 'list()')
     assert.deepEqual(
       entries.map((e) => e.name),
-      ['docs', 'images', 'u1', 'u2', 'a.txt', 'b.txt']
+      ['a.txt', 'b.txt', 'docs', 'images', 'u1', 'u2']
     )
-    entries.slice(0, 4).forEach(assertFolder)
-    assertFile(entries[4], 'a.txt'.length)
-    assertFile(entries[5], 'b.txt'.length)
+    entries.slice(2).forEach(assertFolder)
+    assertFile(entries[0], 'a.txt'.length)
+    assertFile(entries[1], 'b.txt'.length)
+  })
+
+  test('list() by name interleaves folders and files in case-insensitive order, as Supabase', async () => {
+    const id = bucketName(`${prefix}-mixed`)
+    ok(await service.createBucket(id), 'createBucket')
+    const names = ['zz.txt', 'Zeta/x.txt', 'sub/x.txt', 'Sub2/y.txt', 'sub.txt', 'C.md', 'c/d.txt', 'B.txt', 'a.txt']
+    for (const name of names) {
+      ok(await service.from(id).upload(name, text(name), { contentType: 'text/plain' }), `upload ${name}`)
+    }
+    const order = ['a.txt', 'B.txt', 'C.md', 'c', 'sub.txt', 'sub', 'Sub2', 'Zeta', 'zz.txt']
+    const entries = ok(await service.from(id).list(), 'list()')
+    assert.deepEqual(entries.map((e) => e.name), order)
+    assertFile(entries[2], 'C.md'.length)
+    assertFolder(entries[3])
+
+    const desc = ok(
+      await service.from(id).list('', { sortBy: { column: 'name', order: 'desc' } }),
+      'list(desc)'
+    )
+    assert.deepEqual(desc.map((e) => e.name), [...order].reverse())
+
+    const pages = []
+    for (let offset = 0; offset < order.length; offset += 4) {
+      pages.push(...ok(await service.from(id).list('', { limit: 4, offset }), `list(offset ${offset})`))
+    }
+    assert.deepEqual(pages.map((e) => e.name), order)
+
+    const found = ok(await service.from(id).list('', { search: 'SU' }), 'list(search)')
+    assert.deepEqual(found.map((e) => e.name), ['sub.txt', 'sub', 'Sub2'])
   })
 
   test('list(folder) answers names relative to the folder, with or without a trailing /', async () => {
@@ -168,6 +197,7 @@ export function defineListTests(clients, prefix) {
     assert.deepEqual(first.objects.map((o) => o.name), ['images/cat.png'])
     assert.equal(first.hasNext, true)
     assert.equal(typeof first.nextCursor, 'string')
+    assert.equal(first.nextCursorKey, 'images/cat.png', 'the last name of the page, as Supabase')
 
     const second = ok(
       await files().listV2({ prefix: 'images/', limit: 1, cursor: first.nextCursor }),
@@ -176,6 +206,7 @@ export function defineListTests(clients, prefix) {
     assert.deepEqual(second.objects.map((o) => o.name), ['images/dog.png'])
     assert.equal(second.hasNext, false)
     assert.equal(second.nextCursor, undefined)
+    assert.equal(second.nextCursorKey, undefined)
   })
 
   test('listV2() pages through a whole bucket without loss or repeats', async () => {

@@ -20,6 +20,8 @@ use uuid::Uuid;
 use super::{Caller, Error, Operation, Storage};
 use crate::db::Tx;
 
+mod v1;
+
 /// The most entries a level may hold when sorted by something other than the name.
 pub const MAX_SORTED_LEVEL: usize = 100_000;
 /// The largest page.
@@ -195,6 +197,23 @@ struct Walk<'a> {
 
 const WALK_COLUMNS: &str = "name, id, updated_at, created_at, last_accessed_at, metadata, owner_id";
 
+/// A file of a v1 level from a row of [`WALK_COLUMNS`]: named relative to the folder, whose
+/// name takes the first `prefix_len` bytes.
+fn files_entry(row: &Row, prefix_len: usize) -> Entry {
+    let name: String = row.get(0);
+    Entry {
+        key: name.get(prefix_len..).unwrap_or(&name).to_string(),
+        path: name.clone(),
+        folder: false,
+        id: Some(row.get(1)),
+        updated_at: row.get(2),
+        created_at: row.get(3),
+        last_accessed_at: row.get(4),
+        metadata: row.get(5),
+        owner_id: row.get(6),
+    }
+}
+
 impl Walk<'_> {
     /// Parameters: $1 bucket, $2 where the walk starts (inclusive ascending, exclusive
     /// descending), $3 the end of the prefix range (exclusive), $4/$5 the prefix length + 1 and
@@ -345,76 +364,6 @@ fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, Error> {
 }
 
 impl Storage {
-    /// One level under `query.prefix` (treated as a folder): its folders first, by name in the
-    /// chosen order, then its files in the chosen order; offset-paginated over both.
-    pub async fn list_v1(
-        &self,
-        caller: &Caller,
-        bucket: &str,
-        query: &ListV1,
-    ) -> Result<Vec<Entry>, Error> {
-        let limit = page_limit(query.limit, 100)?;
-        let offset = query.offset.unwrap_or(0);
-        if offset < 0 {
-            return Err(Error::InvalidInput("offset must not be negative".into()));
-        }
-        let mut prefix = query.prefix.trim_start_matches('/').to_string();
-        if !prefix.is_empty() && !prefix.ends_with('/') {
-            prefix.push('/');
-        }
-        let search = query
-            .search
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .map(str::to_lowercase);
-        let tx = self.begin(caller, Operation::List).await?;
-        // Folders: enough of them to fill the page, or all of them when a search filters them.
-        let wanted = if search.is_some() {
-            MAX_SORTED_LEVEL as i64 + 1
-        } else {
-            offset + limit
-        };
-        let mut folders =
-            child_folders(&tx, bucket, &prefix, query.sort.descending, wanted).await?;
-        if let Some(search) = &search {
-            folders.retain(|f| f.to_lowercase().starts_with(search.as_str()));
-        }
-        let folder_count = folders.len() as i64;
-        let mut entries: Vec<Entry> = folders
-            .into_iter()
-            .skip(offset as usize)
-            .take(limit as usize)
-            .map(|name| Entry {
-                path: format!("{prefix}{name}/"),
-                key: name,
-                folder: true,
-                id: None,
-                updated_at: None,
-                created_at: None,
-                last_accessed_at: None,
-                metadata: None,
-                owner_id: None,
-            })
-            .collect();
-        let room = limit - entries.len() as i64;
-        if room > 0 {
-            let file_offset = (offset - folder_count).max(0);
-            let files = files_at_level(
-                &tx,
-                bucket,
-                &prefix,
-                query.sort,
-                search.as_deref(),
-                room,
-                file_offset,
-            )
-            .await?;
-            entries.extend(files);
-        }
-        tx.commit().await?;
-        Ok(entries)
-    }
-
     /// A page of names under a raw prefix, grouped into folders when `with_delimiter`.
     pub async fn list_v2(
         &self,
@@ -571,116 +520,6 @@ impl Storage {
         }
         Ok(entries)
     }
-}
-
-/// The names of the sub-folders of `prefix` that hold something the caller can see, in name
-/// order: one probe of the parent-path index per folder (the files at this level, and
-/// everything inside a found folder, are jumped over).
-async fn child_folders(
-    tx: &Tx,
-    bucket: &str,
-    prefix: &str,
-    descending: bool,
-    max: i64,
-) -> Result<Vec<String>, Error> {
-    let (first, next, order) = if descending {
-        (
-            "o.parent_path > $2 and o.parent_path < $3",
-            "o.parent_path < left(w.parent, $4 + strpos(substr(w.parent, $5), '/')) \
-             and o.parent_path > $2",
-            "desc",
-        )
-    } else {
-        (
-            "o.parent_path > $2 and o.parent_path < $3",
-            "o.parent_path >= left(w.parent, $4 + strpos(substr(w.parent, $5), '/') - 1) || '0' \
-             and o.parent_path < $3",
-            "asc",
-        )
-    };
-    let sql = format!(
-        "with recursive walk as (
-            (select o.parent_path as parent, 1::bigint as n
-               from storage.objects o
-              where o.bucket_id = $1 and {first}
-              order by o.parent_path {order} limit 1)
-          union all
-            (select p.parent, w.n + 1
-               from walk w
-              cross join lateral (
-                    select o.parent_path as parent from storage.objects o
-                     where o.bucket_id = $1 and {next}
-                     order by o.parent_path {order} limit 1) p
-              where w.n < $6)
-         )
-         select parent from walk"
-    );
-    let end = upper_bound(prefix).unwrap_or_else(above_every_name);
-    let chars = prefix.chars().count() as i32;
-    let rows = tx
-        .query(&sql, &[&bucket, &prefix, &end, &chars, &(chars + 1), &max])
-        .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|row| {
-            let parent: String = row.get(0);
-            let rest = parent.strip_prefix(prefix)?;
-            rest.split('/').next().map(str::to_string)
-        })
-        .collect())
-}
-
-/// The files directly in `prefix`: one range of the parent-path index in name order (a
-/// timestamp order sorts the level's files).
-async fn files_at_level(
-    tx: &Tx,
-    bucket: &str,
-    prefix: &str,
-    sort: Sort,
-    search: Option<&str>,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<Entry>, Error> {
-    let direction = if sort.descending { "desc" } else { "asc" };
-    let column = match sort.column {
-        SortColumn::Name => "",
-        SortColumn::UpdatedAt => "updated_at",
-        SortColumn::CreatedAt => "created_at",
-        SortColumn::LastAccessedAt => "last_accessed_at",
-    };
-    // Column and direction come from closed sets, never from the client's text.
-    let order = if column.is_empty() {
-        format!("o.name {direction}")
-    } else {
-        format!("o.{column} {direction} nulls last, o.name {direction}")
-    };
-    let sql = format!(
-        "select {WALK_COLUMNS} from storage.objects o \
-         where o.bucket_id = $1 and o.parent_path = $2 \
-           and ($3::text is null or starts_with(lower(substr(o.name, $4)), $3)) \
-         order by {order} limit $5 offset $6"
-    );
-    let start = prefix.chars().count() as i32 + 1;
-    let rows = tx
-        .query(&sql, &[&bucket, &prefix, &search, &start, &limit, &offset])
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let name: String = row.get(0);
-            Entry {
-                key: name[prefix.len()..].to_string(),
-                path: name.clone(),
-                folder: false,
-                id: Some(row.get(1)),
-                updated_at: row.get(2),
-                created_at: row.get(3),
-                last_accessed_at: row.get(4),
-                metadata: row.get(5),
-                owner_id: row.get(6),
-            }
-        })
-        .collect())
 }
 
 #[cfg(test)]
