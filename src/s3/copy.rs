@@ -11,13 +11,9 @@ use super::objects::{Conditions, Info, read_row, user_metadata_in};
 use crate::core::Operation;
 use crate::core::objects::{ContentHeaders, CopyHeaders, CopyRequest};
 
-pub(super) async fn copy_object(
-    handlers: &Handlers,
-    req: S3Request<CopyObjectInput>,
-) -> S3Result<S3Response<CopyObjectOutput>> {
-    let caller = caller(&req)?;
-    let input = &req.input;
-    let (source_bucket, source_key) = match &input.copy_source {
+/// The bucket and key of `x-amz-copy-source` (only its unversioned "null" version exists).
+pub(super) fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
+    match source {
         CopySource::Bucket {
             bucket,
             key,
@@ -29,15 +25,22 @@ pub(super) async fn copy_object(
                     "The specified version does not exist.",
                 ));
             }
-            (bucket.to_string(), key.to_string())
+            Ok((bucket.to_string(), key.to_string()))
         }
-        _ => {
-            return Err(s3(
-                S3ErrorCode::NotImplemented,
-                "access-point copy sources are not supported",
-            ));
-        }
-    };
+        _ => Err(s3(
+            S3ErrorCode::NotImplemented,
+            "access-point copy sources are not supported",
+        )),
+    }
+}
+
+pub(super) async fn copy_object(
+    handlers: &Handlers,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
+    let caller = caller(&req)?;
+    let input = &req.input;
+    let (source_bucket, source_key) = copy_source(&input.copy_source)?;
     let replace = input
         .metadata_directive
         .as_ref()

@@ -27,7 +27,7 @@ pub(super) fn etag_of(metadata: &Value) -> Option<ETag> {
     Some(ETag::Strong(value.to_string()))
 }
 
-fn timestamp(time: DateTime<Utc>) -> Timestamp {
+pub(super) fn timestamp(time: DateTime<Utc>) -> Timestamp {
     let system: std::time::SystemTime = time.into();
     Timestamp::from(system)
 }
