@@ -17,6 +17,7 @@ use super::error::{bucket_error, object_error, s3};
 use super::handlers::{Handlers, caller, context};
 use super::inert::inert_headers;
 use crate::bytes::ByteRange;
+use crate::core::multipart::Segment;
 use crate::core::objects::{ContentHeaders, ObjectRow, Upload};
 use crate::core::{Caller, Error, Operation};
 
@@ -176,23 +177,52 @@ impl Conditions<'_> {
     }
 }
 
-/// The byte range to serve, from `Range` or `partNumber` (every object is one part).
+/// The byte range to serve, from `Range` or `partNumber`, and the object's part count when a
+/// part was asked for. `segments`: the parts of a multipart object (`None`: one part).
 fn byte_range(
     range: Option<&Range>,
     part_number: Option<i32>,
     size: u64,
-) -> S3Result<Option<ByteRange>> {
-    match part_number {
-        None | Some(1) => {}
-        Some(_) => {
+    segments: Option<&[Segment]>,
+) -> S3Result<(Option<ByteRange>, Option<i32>)> {
+    if let Some(number) = part_number {
+        if range.is_some() {
             return Err(s3(
-                S3ErrorCode::InvalidRange,
-                "The requested partnumber is not satisfiable",
+                S3ErrorCode::InvalidArgument,
+                "Cannot specify both Range header and partNumber query parameter",
             ));
         }
+        let unsatisfiable = || {
+            s3(
+                S3ErrorCode::InvalidRange,
+                "The requested partnumber is not satisfiable",
+            )
+        };
+        let index = usize::try_from(number)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .ok_or_else(unsatisfiable)?;
+        return match segments {
+            None if index == 0 => Ok((None, Some(1))),
+            None => Err(unsatisfiable()),
+            Some(segments) => {
+                let segment = segments.get(index).ok_or_else(unsatisfiable)?;
+                let count = i32::try_from(segments.len()).ok();
+                if segment.size == 0 {
+                    return Ok((None, count));
+                }
+                Ok((
+                    Some(ByteRange {
+                        start: segment.offset,
+                        end: segment.offset + segment.size - 1,
+                    }),
+                    count,
+                ))
+            }
+        };
     }
     let Some(range) = range else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let span = range.check(size).map_err(|_| {
         s3(
@@ -200,10 +230,29 @@ fn byte_range(
             "The requested range is not satisfiable",
         )
     })?;
-    Ok(Some(ByteRange {
-        start: span.start,
-        end: span.end - 1,
-    }))
+    Ok((
+        Some(ByteRange {
+            start: span.start,
+            end: span.end - 1,
+        }),
+        None,
+    ))
+}
+
+/// The parts of `row` when it was uploaded in parts, read only when `wanted`.
+async fn segments_of(
+    handlers: &Handlers,
+    row: &ObjectRow,
+    wanted: bool,
+) -> S3Result<Option<Vec<Segment>>> {
+    if !wanted {
+        return Ok(None);
+    }
+    handlers
+        .storage
+        .object_segments(row)
+        .await
+        .map_err(object_error)
 }
 
 fn content_range(range: &ByteRange, size: u64) -> String {
@@ -262,7 +311,13 @@ pub(super) async fn get_object(
         if_unmodified_since: input.if_unmodified_since.as_ref(),
     }
     .check(&info, false)?;
-    let range = byte_range(input.range.as_ref(), input.part_number, info.size)?;
+    let segments = segments_of(handlers, &row, input.part_number.is_some()).await?;
+    let (range, parts_count) = byte_range(
+        input.range.as_ref(),
+        input.part_number,
+        info.size,
+        segments.as_deref(),
+    )?;
     let stream = handlers
         .storage
         .read(&row, range)
@@ -292,7 +347,7 @@ pub(super) async fn get_object(
         content_disposition: info.content_disposition,
         content_encoding: info.content_encoding,
         metadata: info.metadata,
-        parts_count: input.part_number.map(|_| 1),
+        parts_count,
         ..Default::default()
     });
     response.headers = inert;
@@ -314,7 +369,13 @@ pub(super) async fn head_object(
         if_unmodified_since: input.if_unmodified_since.as_ref(),
     }
     .check(&info, false)?;
-    let range = byte_range(input.range.as_ref(), input.part_number, info.size)?;
+    let segments = segments_of(handlers, &row, input.part_number.is_some()).await?;
+    let (range, parts_count) = byte_range(
+        input.range.as_ref(),
+        input.part_number,
+        info.size,
+        segments.as_deref(),
+    )?;
     let inert = inert_headers(
         info.content_type.as_deref(),
         info.content_disposition.as_deref(),
@@ -331,7 +392,7 @@ pub(super) async fn head_object(
         content_disposition: info.content_disposition,
         content_encoding: info.content_encoding,
         metadata: info.metadata,
-        parts_count: input.part_number.map(|_| 1),
+        parts_count,
         ..Default::default()
     });
     response.headers = inert;
@@ -354,7 +415,35 @@ pub(super) async fn get_object_attributes(
             .flat_map(|a| a.as_str().split(','))
             .any(|a| a.trim().eq_ignore_ascii_case(name))
     };
+    // Only an object uploaded in parts has ObjectParts, as on S3.
+    let object_parts = segments_of(handlers, &row, wants("ObjectParts"))
+        .await?
+        .map(|segments| {
+            let marker = input.part_number_marker.unwrap_or(0).max(0) as usize;
+            let max = input.max_parts.unwrap_or(1000).clamp(1, 1000) as usize;
+            let page: Vec<ObjectPart> = segments
+                .iter()
+                .enumerate()
+                .skip(marker)
+                .take(max)
+                .map(|(i, segment)| ObjectPart {
+                    part_number: Some(i as i32 + 1),
+                    size: Some(segment.size as i64),
+                    ..Default::default()
+                })
+                .collect();
+            let truncated = marker + page.len() < segments.len();
+            GetObjectAttributesParts {
+                total_parts_count: Some(segments.len() as i32),
+                part_number_marker: input.part_number_marker,
+                next_part_number_marker: page.last().and_then(|p| p.part_number),
+                max_parts: Some(max as i32),
+                is_truncated: Some(truncated),
+                parts: Some(page),
+            }
+        });
     Ok(S3Response::new(GetObjectAttributesOutput {
+        object_parts,
         e_tag: info.etag.filter(|_| wants("ETag")),
         object_size: wants("ObjectSize").then_some(info.size as i64),
         storage_class: wants("StorageClass")
@@ -462,10 +551,23 @@ mod tests {
             first: 2,
             last: Some(5),
         };
-        let got = byte_range(Some(&r), None, 10).unwrap().unwrap();
+        let got = byte_range(Some(&r), None, 10, None).unwrap().0.unwrap();
         assert_eq!((got.start, got.end), (2, 5));
-        assert!(byte_range(Some(&r), None, 0).is_err());
-        assert!(byte_range(None, Some(2), 10).is_err());
-        assert!(byte_range(None, Some(1), 10).unwrap().is_none());
+        assert!(byte_range(Some(&r), None, 0, None).is_err());
+        assert!(byte_range(None, Some(2), 10, None).is_err());
+        assert_eq!(
+            byte_range(None, Some(1), 10, None).unwrap(),
+            (None, Some(1))
+        );
+        assert!(byte_range(Some(&r), Some(1), 10, None).is_err());
+        let segments = [
+            Segment { offset: 0, size: 6 },
+            Segment { offset: 6, size: 4 },
+        ];
+        let (got, count) = byte_range(None, Some(2), 10, Some(&segments)).unwrap();
+        let got = got.unwrap();
+        assert_eq!((got.start, got.end, count), (6, 9, Some(2)));
+        assert!(byte_range(None, Some(3), 10, Some(&segments)).is_err());
+        assert!(byte_range(None, Some(0), 10, Some(&segments)).is_err());
     }
 }

@@ -46,6 +46,18 @@ def test_boto3_upload_file_with_a_small_threshold(bucket, tmp_path):
     # A range across a part boundary.
     ranged = s3.get_object(Bucket=bucket, Key="dir/f.bin", Range=f"bytes={5 * MIB - 3}-{5 * MIB + 2}")["Body"].read()
     assert ranged == data[5 * MIB - 3 : 5 * MIB + 3]
+    # Parts by number, and the object's parts in its attributes.
+    second = s3.get_object(Bucket=bucket, Key="dir/f.bin", PartNumber=2)
+    assert second["PartsCount"] == 3 and second["ContentLength"] == 5 * MIB
+    assert second["Body"].read() == data[5 * MIB : 10 * MIB]
+    third = s3.head_object(Bucket=bucket, Key="dir/f.bin", PartNumber=3)
+    assert third["ContentLength"] == MIB + 123 and third["PartsCount"] == 3
+    code, status, _ = error_of(s3.get_object, Bucket=bucket, Key="dir/f.bin", PartNumber=4)
+    assert (code, status) == ("InvalidRange", 416)
+    attrs = s3.get_object_attributes(Bucket=bucket, Key="dir/f.bin", ObjectAttributes=["ObjectParts", "ObjectSize"])
+    assert attrs["ObjectSize"] == len(data)
+    assert attrs["ObjectParts"]["TotalPartsCount"] == 3
+    assert [(p["PartNumber"], p["Size"]) for p in attrs["ObjectParts"]["Parts"]] == [(1, 5 * MIB), (2, 5 * MIB), (3, MIB + 123)]
 
 
 def test_s3api_create_upload_list_complete_abort(bucket):

@@ -238,3 +238,34 @@ def test_bucket_calls(bucket):
     s3.head_bucket(Bucket=bucket)
     s3.delete_bucket(Bucket=bucket)
     assert error_of(s3.head_bucket, Bucket=bucket)[1] == 404
+
+
+def test_active_content_is_served_inert(bucket):
+    s3 = static()
+    s3.put_object(Bucket=bucket, Key="p.html", Body=b"<script>alert(1)</script>", ContentType="text/html")
+    for answer in [s3.get_object(Bucket=bucket, Key="p.html"), s3.head_object(Bucket=bucket, Key="p.html")]:
+        headers = answer["ResponseMetadata"]["HTTPHeaders"]
+        assert headers["content-type"] == "text/html"
+        assert headers["content-security-policy"] == "sandbox"
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["content-disposition"].startswith('attachment; filename="p.html"')
+    # A response-content-* override renames the type but cannot make it active.
+    s3.put_object(Bucket=bucket, Key="t.txt", Body=b"<b>hi</b>", ContentType="text/plain")
+    plain = s3.get_object(Bucket=bucket, Key="t.txt")["ResponseMetadata"]["HTTPHeaders"]
+    assert "content-disposition" not in plain and plain["x-content-type-options"] == "nosniff"
+    overridden = s3.get_object(
+        Bucket=bucket, Key="t.txt", ResponseContentType="text/html", ResponseContentDisposition="inline"
+    )["ResponseMetadata"]["HTTPHeaders"]
+    assert overridden["content-type"] == "text/html"
+    assert overridden["content-security-policy"] == "sandbox"
+    assert overridden["content-disposition"].startswith("attachment")
+    # A type that is not one valid media type is refused, on a put and on a REPLACE copy.
+    code, status, _ = error_of(s3.put_object, Bucket=bucket, Key="bad", Body=b"x", ContentType="image/png, text/html")
+    assert (code, status) == ("InvalidArgument", 400)
+    code, status, _ = error_of(
+        s3.copy_object, Bucket=bucket, Key="t2.txt", CopySource={"Bucket": bucket, "Key": "t.txt"},
+        MetadataDirective="REPLACE", ContentType="text/plain; charset",
+    )
+    assert (code, status) == ("InvalidArgument", 400)
+    code, status, _ = error_of(s3.create_multipart_upload, Bucket=bucket, Key="m", ContentType="a/b/c")
+    assert (code, status) == ("InvalidArgument", 400)
