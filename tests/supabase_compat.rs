@@ -202,6 +202,26 @@ async fn copy_with_metadata_sets_the_copys_cache_control_and_content_type() {
     let copied = row(&server, "docs", "dst2.txt").await.unwrap();
     assert_eq!(copied.metadata["cacheControl"], "max-age=60");
     assert_eq!(copied.metadata["mimetype"], "text/plain");
+
+    // A type given with the copy must be one the bucket allows, as for an upload.
+    server
+        .db
+        .sql("update storage.buckets set allowed_mime_types = '{text/*}' where id = 'docs'")
+        .await;
+    let (status, body) = copy(
+        &server,
+        &key,
+        json!({
+            "bucketId": "docs",
+            "sourceKey": "src.txt",
+            "destinationKey": "dst3.png",
+            "copyMetadata": false,
+            "metadata": {"mimetype": "image/png"},
+        }),
+    )
+    .await;
+    assert_eq!(status, 415, "{body}");
+    assert!(row(&server, "docs", "dst3.png").await.is_none());
 }
 
 #[tokio::test]
