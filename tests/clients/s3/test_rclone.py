@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import DB_ID, DB_SECRET, STATIC_ID, STATIC_SECRET, URL
+from conftest import DB_ID, DB_SECRET, STATIC_ID, STATIC_SECRET, URL, static
 
 RCLONE = shutil.which("rclone")
 
@@ -76,3 +76,16 @@ def test_database_key_owner_folder(bucket, tmp_path):
     denied = rclone(DB_ID, DB_SECRET, "copy", str(source), f"pgs:{bucket}/u2/files", check=False)
     assert denied.returncode != 0 and "AccessDenied" in denied.stderr
     assert rclone(STATIC_ID, STATIC_SECRET, "lsf", f"pgs:{bucket}/u2", check=False).stdout.strip() == ""
+
+
+def test_multipart_copy_and_check(bucket, tmp_path):
+    source = tmp_path / "big"
+    source.mkdir()
+    (source / "big.bin").write_bytes(os.urandom(12 * 1024 * 1024 + 5))
+    multipart = ["--s3-upload-cutoff", "5M", "--s3-chunk-size", "5M"]
+    rclone(DB_ID, DB_SECRET, *multipart, "copy", str(source), f"pgs:{bucket}/u1/big")
+    rclone(DB_ID, DB_SECRET, "check", "--download", str(source), f"pgs:{bucket}/u1/big")
+    etag = static().head_object(Bucket=bucket, Key="u1/big/big.bin")["ETag"]
+    assert etag.strip('"').endswith("-3"), etag
+    denied = rclone(DB_ID, DB_SECRET, *multipart, "copy", str(source), f"pgs:{bucket}/u2/big", check=False)
+    assert denied.returncode != 0 and "AccessDenied" in denied.stderr
