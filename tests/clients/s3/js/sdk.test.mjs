@@ -1,6 +1,6 @@
-// The AWS SDK for JavaScript v3 (@aws-sdk/client-s3), as its documentation shows, against
-// pgstorage's S3 API: the static key and a database key under the owner-folder policy,
-// default checksums, presigned URLs. Run by ../test_aws_sdk_js.py with the server's details in
+// The AWS SDK for JavaScript v3 (@aws-sdk/client-s3, lib-storage's multipart Upload), as its
+// documentation shows, against pgstorage's S3 API: the static key and a database key under the
+// owner-folder policy, default checksums, presigned URLs, multipart uploads. Run by ../test_aws_sdk_js.py with the server's details in
 // the environment (see ../conftest.py).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +16,8 @@ import {
   CopyObjectCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { Upload } from '@aws-sdk/lib-storage';
+import { createHash } from 'node:crypto';
 
 const env = (name) => {
   const value = process.env[name];
@@ -131,4 +133,29 @@ test('errors', async () => {
     service.send(new GetObjectCommand({ Bucket: 'no-such-bucket-sdk', Key: 'x' })),
     (e) => e.name === 'NoSuchBucket',
   );
+});
+
+test('a multipart Upload (lib-storage) with 5 MiB parts, allowed and denied', async () => {
+  const data = randomBytes(11 * 1024 * 1024 + 7);
+  const sha = (b) => createHash('sha256').update(b).digest('hex');
+  for (const [s3, key] of [[service, 'mp/big.bin'], [u1, 'u1/big.bin'], [u2, 'u2/big.bin']]) {
+    const upload = new Upload({
+      client: s3,
+      params: { Bucket: bucket, Key: key, Body: data, ContentType: 'application/x-test' },
+      partSize: 5 * 1024 * 1024,
+      queueSize: 2,
+    });
+    const done = await upload.done();
+    assert.match(done.ETag, /^"[0-9a-f]{32}-3"$/);
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    assert.equal(got.ContentType, 'application/x-test');
+    assert.equal(sha(Buffer.from(await got.Body.transformToByteArray())), sha(data));
+  }
+  // u1 may not start an upload in u2's folder.
+  const denied = new Upload({
+    client: u1,
+    params: { Bucket: bucket, Key: 'u2/not-yours.bin', Body: data },
+    partSize: 5 * 1024 * 1024,
+  });
+  await assert.rejects(denied.done(), (e) => e.name === 'AccessDenied');
 });
