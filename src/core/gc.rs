@@ -28,6 +28,8 @@ impl Storage {
     /// Runs one collection pass: batches until nothing eligible is left (or a batch fails
     /// entirely).
     pub async fn collect_garbage(&self, grace: Duration) -> Result<GcReport, Error> {
+        // Records of single-use upload tokens are kept until the tokens have expired.
+        self.forget_expired_token_uses().await?;
         let mut report = GcReport::default();
         loop {
             let batch = self.collect_batch(grace).await?;

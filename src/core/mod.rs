@@ -10,6 +10,7 @@ mod meter;
 pub mod names;
 pub mod objects;
 mod operation;
+pub mod signed_writes;
 pub mod signing;
 
 use std::sync::Arc;

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use super::meter::{self, Measured};
 use super::names::validate_object_name;
+pub use super::signed_writes::SignedUse;
 use super::{Caller, Error, Operation, Storage};
 use futures::StreamExt;
 
@@ -143,11 +144,19 @@ const SETTLE_ATTEMPTS: u32 = 4;
 pub const MAX_BULK_DELETE: usize = 1000;
 
 /// What the server knows about a write's target, read with privilege (a bucket's limits apply
-/// whatever the caller may see of it).
+/// whatever the caller may see of it). None of it is told to the caller before its policies
+/// have allowed the write: a missing bucket, the bucket's rules and an existing key come out of
+/// the policy probe (or after it), never ahead of it.
 pub(super) struct Target {
     file_size_limit: Option<i64>,
     allowed_mime_types: Option<Vec<String>>,
     pub(super) exists: bool,
+}
+
+/// The one answer to a write the caller's policies refuse, whether or not the key exists (and
+/// whether or not the bucket does): anything else would tell a caller what it may not see.
+pub(super) fn write_denied() -> Error {
+    Error::Forbidden("new row violates row-level security policy".into())
 }
 
 /// The type without parameters (`text/plain;charset=utf-8` -> `text/plain`), lowercased.
@@ -189,24 +198,38 @@ fn iso(time: DateTime<Utc>) -> String {
 impl Storage {
     /// Stores an object. See the module documentation for the protocol.
     pub async fn upload(&self, caller: &Caller, upload: Upload) -> Result<Stored, Error> {
+        self.upload_as(caller, upload, None).await
+    }
+
+    /// Stores an object through a signed upload URL: `caller` is the server acting on the
+    /// token, and `signed` what the token carries (see [`SignedUse`]).
+    pub async fn upload_signed(
+        &self,
+        caller: &Caller,
+        upload: Upload,
+        signed: &SignedUse,
+    ) -> Result<Stored, Error> {
+        self.upload_as(caller, upload, Some(signed)).await
+    }
+
+    async fn upload_as(
+        &self,
+        caller: &Caller,
+        upload: Upload,
+        signed: Option<&SignedUse>,
+    ) -> Result<Stored, Error> {
         validate_object_name(&upload.name)?;
         let mimetype = content_type_for(upload.content_type.as_deref(), &upload.name);
+        if let Some(signed) = signed {
+            self.check_token_unused(signed).await?;
+        }
         let target = self.write_target(&upload.bucket, &upload.name).await?;
         let limit = self.effective_limit(&target);
-        if upload.declared_length.is_some_and(|len| len > limit) {
-            return Err(too_large());
-        }
-        if let Some(allowed) = &target.allowed_mime_types
-            && !mime_allowed(allowed, &mimetype)
-        {
-            return Err(Error::UnsupportedMediaType(format!(
-                "mime type {mimetype} is not supported"
-            )));
-        }
-        let overwrite = match (target.exists, upload.upsert) {
-            (true, false) => return Err(Error::AlreadyExists),
-            (exists, _) => exists,
-        };
+        // Told only once the policies allow the write (policy first, then the bucket's rules).
+        let refusal = self.limit_refusal(&target, upload.declared_length, &mimetype);
+        // An existing key without upsert is probed as an insert: the policy decides between
+        // 403 and 409 (see `probe_write`).
+        let overwrite = target.exists && upload.upsert;
         let operation = write_operation(overwrite);
         let cache_control = upload
             .cache_control
@@ -217,6 +240,7 @@ impl Storage {
             name: &upload.name,
             owner: upload.owner.clone().or_else(|| caller.owner()),
             user_metadata: upload.user_metadata.clone(),
+            signed,
         };
         if self.bytes.in_database() {
             let (body, meter) = meter::metered(upload.body, limit, self.limits.body_idle_timeout);
@@ -227,6 +251,7 @@ impl Storage {
                     &write,
                     overwrite,
                     upload.upsert,
+                    refusal,
                     body,
                     &meter,
                     &mimetype,
@@ -243,6 +268,9 @@ impl Storage {
         let overwrite = self
             .check_settling(caller, &write, overwrite, upload.upsert)
             .await?;
+        if let Some(refusal) = refusal {
+            return Err(refusal);
+        }
 
         let key = new_key();
         self.stage(&key).await?;
@@ -399,11 +427,14 @@ impl Storage {
     ) -> Result<Stored, Error> {
         validate_object_name(destination)?;
         let tx = self.begin(caller, Operation::Move).await?;
+        // The policies judge the move first (and, as PostgreSQL checks them before the unique
+        // key, before an existing destination answers 409); the destination bucket's rules
+        // after, so a caller who may not move there learns nothing of them.
         let rows = tx
-            .query_and_commit(
+            .query(
                 "update storage.objects set bucket_id = $3, name = $4, last_accessed_at = now() \
                  where bucket_id = $1 and name = $2 \
-                 returning id",
+                 returning id, metadata",
                 &[&bucket, &source, &destination_bucket, &destination],
             )
             .await
@@ -412,6 +443,21 @@ impl Storage {
                 _ => Error::from(e),
             })?;
         let row = rows.first().ok_or(Error::ObjectNotFound)?;
+        // Within a bucket a move changes nothing its rules look at (size, type); into another
+        // bucket it must meet that bucket's rules, as an upload there would.
+        if destination_bucket != bucket {
+            let metadata: Option<Value> = row.get(1);
+            let moved: ObjectMetadata = metadata
+                .and_then(|m| serde_json::from_value(m).ok())
+                .unwrap_or_default();
+            let target = self.write_target(destination_bucket, destination).await?;
+            let mimetype = content_type_for(moved.mimetype.as_deref(), source);
+            if let Some(refusal) = self.limit_refusal(&target, moved.size, &mimetype) {
+                // Dropping the transaction rolls the move back.
+                return Err(refusal);
+            }
+        }
+        tx.commit().await?;
         Ok(Stored {
             id: row.get(0),
             bucket: destination_bucket.to_string(),
@@ -435,9 +481,12 @@ impl Storage {
         let target = self
             .write_target(&copy.destination_bucket, &copy.destination)
             .await?;
-        if target.exists && !copy.upsert {
-            return Err(Error::AlreadyExists);
-        }
+        // A copy lands in its destination bucket like an upload: the bucket's size limit and
+        // types apply, told only once the policies allow the write.
+        let source_meta = source.system_metadata();
+        let mimetype = content_type_for(source_meta.mimetype.as_deref(), &copy.source);
+        let refusal = self.limit_refusal(&target, Some(source.size()), &mimetype);
+        let overwrite = target.exists && copy.upsert;
         let user_metadata = if copy.copy_metadata {
             source.user_metadata.clone()
         } else {
@@ -448,16 +497,20 @@ impl Storage {
             name: &copy.destination,
             owner: caller.owner(),
             user_metadata,
+            signed: None,
         };
         let mut metadata = source.metadata.clone().unwrap_or_else(|| json!({}));
         let now = Utc::now();
         metadata["lastModified"] = json!(iso(now));
         let (id, key) = if self.bytes.in_database() {
-            self.copy_in_database(caller, &write, &source_key, &metadata, target.exists)
+            self.copy_in_database(caller, &write, &source_key, &metadata, overwrite, refusal)
                 .await?
         } else {
-            self.check_write(caller, Operation::Copy, &write, target.exists)
+            self.check_write(caller, Operation::Copy, &write, overwrite)
                 .await?;
+            if let Some(refusal) = refusal {
+                return Err(refusal);
+            }
             let key = new_key();
             self.stage(&key).await?;
             if let Err(error) = self.bytes.copy(&source_key, &key).await {
@@ -472,7 +525,7 @@ impl Storage {
                     &write,
                     &key,
                     &metadata,
-                    target.exists,
+                    overwrite,
                     copy.upsert,
                 )
                 .await
@@ -510,6 +563,28 @@ impl Storage {
         bucket.min(self.limits.max_file_size)
     }
 
+    /// Why a write of `size` bytes of type `mimetype` may not land in the target's bucket, if
+    /// it may not. Only to be told once the caller's policies have allowed the write.
+    pub(super) fn limit_refusal(
+        &self,
+        target: &Target,
+        size: Option<u64>,
+        mimetype: &str,
+    ) -> Option<Error> {
+        if size.is_some_and(|size| size > self.effective_limit(target)) {
+            return Some(too_large());
+        }
+        match &target.allowed_mime_types {
+            Some(allowed) if !mime_allowed(allowed, mimetype) => Some(
+                Error::UnsupportedMediaType(format!("mime type {mimetype} is not supported")),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The target's bucket rules and whether the key exists. A missing bucket reads as one
+    /// without rules or objects: the write's own policy probe then answers 403 to a caller who
+    /// may not write there, and 404 (its foreign key) to one who may.
     pub(super) async fn write_target(&self, bucket: &str, name: &str) -> Result<Target, Error> {
         let conn = self.db.admin().await?;
         let statement = conn
@@ -520,10 +595,13 @@ impl Storage {
                  from storage.buckets b where b.id = $1",
             )
             .await?;
-        let row = conn
-            .query_opt(&statement, &[&bucket, &name])
-            .await?
-            .ok_or(Error::BucketNotFound)?;
+        let Some(row) = conn.query_opt(&statement, &[&bucket, &name]).await? else {
+            return Ok(Target {
+                file_size_limit: None,
+                allowed_mime_types: None,
+                exists: false,
+            });
+        };
         Ok(Target {
             file_size_limit: row.get(0),
             allowed_mime_types: row.get(1),
@@ -572,8 +650,8 @@ impl Storage {
 
     /// Whether a failed probe only means the target changed under a concurrent request, and
     /// if so the mode to probe next: an insert that collided becomes an overwrite; an overwrite
-    /// that found nothing is decided again from what exists now (a row that policies hide for
-    /// good keeps failing until the attempts run out, and answers 403).
+    /// refused because its row has gone since becomes an insert (one refused while the row is
+    /// still there is final: 403).
     async fn settles(
         &self,
         error: &Error,
@@ -582,8 +660,12 @@ impl Storage {
     ) -> Result<Option<bool>, Error> {
         Ok(match error {
             Error::AlreadyExists if !overwrite => Some(true),
+            // Refused while the row still exists: final. Gone since: insert it instead.
             Error::Forbidden(_) if overwrite => {
-                Some(self.write_target(write.bucket, write.name).await?.exists)
+                match self.write_target(write.bucket, write.name).await?.exists {
+                    true => None,
+                    false => Some(false),
+                }
             }
             _ => None,
         })
@@ -638,6 +720,11 @@ impl Storage {
         overwrite: bool,
     ) -> Result<Uuid, Error> {
         let tx = self.begin(caller, operation).await?;
+        if write.signed.is_some() {
+            let id = write_row(&tx, write, key, metadata, overwrite).await?;
+            tx.commit().await?;
+            return Ok(id);
+        }
         let id = Uuid::new_v4();
         let rows = tx
             .query_and_commit(row_sql(overwrite), &row_params(write, &key, metadata, &id))
@@ -656,6 +743,7 @@ impl Storage {
         write: &RowWrite<'_>,
         overwrite: bool,
         upsert: bool,
+        refusal: Option<Error>,
         mut body: ByteStream,
         meter: &meter::SharedMeter,
         mimetype: &str,
@@ -667,10 +755,7 @@ impl Storage {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            tx.batch("savepoint probe").await?;
-            let probed = probe_write(&tx, write, overwrite).await;
-            tx.batch("rollback to savepoint probe").await?;
-            let error = match probed {
+            let error = match probe_write(&tx, write, overwrite).await {
                 Ok(()) => break,
                 Err(error) => error,
             };
@@ -683,6 +768,9 @@ impl Storage {
             };
             overwrite = next;
             switch_operation(&tx, write_operation(overwrite)).await?;
+        }
+        if let Some(refusal) = refusal {
+            return Err(refusal);
         }
         let key = new_key();
         let lease = self.limits.upload_lease.as_secs_f64();
@@ -720,11 +808,13 @@ impl Storage {
         source_key: &str,
         metadata: &Value,
         overwrite: bool,
+        refusal: Option<Error>,
     ) -> Result<(Uuid, String), Error> {
         let tx = self.begin(caller, Operation::Copy).await?;
-        tx.batch("savepoint probe").await?;
         probe_write(&tx, write, overwrite).await?;
-        tx.batch("rollback to savepoint probe").await?;
+        if let Some(refusal) = refusal {
+            return Err(refusal);
+        }
         let key = new_key();
         let lease = self.limits.upload_lease.as_secs_f64();
         tx.execute("select storage.stage_key($1, $2)", &[&key, &lease])
@@ -863,7 +953,8 @@ fn written_id(overwrite: bool, id: Uuid, rows: &[Row]) -> Result<Uuid, Error> {
     })
 }
 
-/// Writes the row inside `tx` (no commit).
+/// Writes the row inside `tx` (no commit). A signed upload first re-checks, in this same
+/// transaction, what its token allows against what exists now (see `signed_writes`).
 async fn write_row(
     tx: &Tx,
     write: &RowWrite<'_>,
@@ -871,6 +962,9 @@ async fn write_row(
     metadata: &Value,
     overwrite: bool,
 ) -> Result<Uuid, Error> {
+    if let Some(signed) = write.signed {
+        super::signed_writes::before_row(tx, signed, write, overwrite).await?;
+    }
     let id = Uuid::new_v4();
     let rows = tx
         .query(row_sql(overwrite), &row_params(write, &key, metadata, &id))
@@ -927,8 +1021,38 @@ async fn write_row_settling(
     }
 }
 
-/// Runs the caller's policies on the row about to be written (the caller rolls it back).
+/// Runs the caller's policies on the row about to be written, then rolls the probe back (the
+/// transaction is left as it was). For a signed upload that overwrites, the signer's policies
+/// must allow the overwrite too (see `signed_writes`).
+///
+/// Policy first, then existence: PostgreSQL checks an INSERT's policies before its unique key,
+/// so an insert probe on an existing key answers 409 only to a caller whose insert would be
+/// allowed; a refused one answers 409 if the caller may see the row, else the same 403 as for
+/// a missing key. A refused overwrite is that 403 as well, whether the row is hidden from the
+/// caller or only not theirs to change.
 async fn probe_write(tx: &Tx, write: &RowWrite<'_>, overwrite: bool) -> Result<(), Error> {
+    tx.batch("savepoint write_probe").await?;
+    let probed = probe_row(tx, write, overwrite).await;
+    tx.batch("rollback to savepoint write_probe").await?;
+    match probed {
+        Err(Error::Forbidden(_)) => {
+            if !overwrite && visible(tx, write).await? {
+                Err(Error::AlreadyExists)
+            } else {
+                Err(write_denied())
+            }
+        }
+        Ok(()) if overwrite => match write.signed {
+            Some(signed) => super::signed_writes::probe_as_signer(tx, signed, write).await,
+            None => Ok(()),
+        },
+        other => other,
+    }
+}
+
+/// The probe's statement: the row about to be written, with a placeholder for the metadata
+/// and no bytes.
+pub(super) async fn probe_row(tx: &Tx, write: &RowWrite<'_>, overwrite: bool) -> Result<(), Error> {
     let placeholder = json!({});
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
         &write.bucket,
@@ -947,9 +1071,7 @@ async fn probe_write(tx: &Tx, write: &RowWrite<'_>, overwrite: bool) -> Result<(
             .await
             .map_err(write_error)?;
         if updated == 0 {
-            return Err(Error::Forbidden(
-                "the object exists and may not be overwritten by this role".into(),
-            ));
+            return Err(write_denied());
         }
     } else {
         tx.execute(
@@ -963,12 +1085,25 @@ async fn probe_write(tx: &Tx, write: &RowWrite<'_>, overwrite: bool) -> Result<(
     Ok(())
 }
 
-/// The row fields a write sets, whatever the operation.
+/// Whether the caller's policies let it see the row a write targets.
+async fn visible(tx: &Tx, write: &RowWrite<'_>) -> Result<bool, Error> {
+    Ok(tx
+        .query_one(
+            "select exists (select 1 from storage.objects where bucket_id = $1 and name = $2)",
+            &[&write.bucket, &write.name],
+        )
+        .await?
+        .get(0))
+}
+
+/// The row fields a write sets, whatever the operation, and the authority it runs on.
 pub(super) struct RowWrite<'a> {
     pub(super) bucket: &'a str,
     pub(super) name: &'a str,
     pub(super) owner: Option<String>,
     pub(super) user_metadata: Option<Value>,
+    /// Set when the write is done through a signed upload URL.
+    pub(super) signed: Option<&'a SignedUse>,
 }
 
 fn metadata_json(measured: &Measured, mimetype: &str, cache_control: &str) -> Value {
