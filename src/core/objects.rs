@@ -220,10 +220,13 @@ impl Storage {
     ) -> Result<Stored, Error> {
         validate_object_name(&upload.name)?;
         let mimetype = content_type_for(upload.content_type.as_deref(), &upload.name);
-        if let Some(signed) = signed {
+        let target = self.write_target(&upload.bucket, &upload.name).await?;
+        // (On an existing key, a token without upsert meets its 409 in the probe.)
+        if let Some(signed) = signed
+            && !target.exists
+        {
             self.check_token_unused(signed).await?;
         }
-        let target = self.write_target(&upload.bucket, &upload.name).await?;
         let limit = self.effective_limit(&target);
         // Told only once the policies allow the write (policy first, then the bucket's rules).
         let refusal = self.limit_refusal(&target, upload.declared_length, &mimetype);

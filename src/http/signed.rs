@@ -34,16 +34,22 @@ use crate::core::objects::SignedUse;
 use crate::core::signed_writes::TokenUse;
 use crate::core::{Caller, Error};
 
-/// What must be percent-encoded in a signed URL's path for it to reach the server intact.
-const URL_BREAKING: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-    .add(b'%')
-    .add(b'?')
-    .add(b'#')
-    .add(b'\\');
-
-/// `<bucket>/<name>` as a URL path (see the module documentation).
+/// `<bucket>/<name>` as a URL path (see the module documentation): only what would end or
+/// corrupt the path is encoded; everything else stays as written.
 fn url_path(bucket: &str, name: &str) -> String {
-    let encode = |text| percent_encoding::utf8_percent_encode(text, URL_BREAKING).to_string();
+    let encode = |text: &str| {
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                '?' => out.push_str("%3F"),
+                '#' => out.push_str("%23"),
+                '\\' => out.push_str("%5C"),
+                c => out.push(c),
+            }
+        }
+        out
+    };
     format!("{}/{}", encode(bucket), encode(name))
 }
 
