@@ -97,7 +97,10 @@ async fn a_signed_upsert_url_cannot_overwrite_what_the_signer_may_not() {
     assert_error(status, &body, 403, "AccessDenied");
     let stored = row(&server, "docs", "shared.txt").await.unwrap();
     assert_eq!(stored.owner_id.as_deref(), Some("u2"));
-    assert_eq!(download(&server, &u2, "docs", "shared.txt").await.1, b"u2's");
+    assert_eq!(
+        download(&server, &u2, "docs", "shared.txt").await.1,
+        b"u2's"
+    );
     assert_eq!(stored_files(&server).await, files);
 
     // The same URL on a key the signer may overwrite does: u1's own object.
@@ -128,7 +131,12 @@ async fn the_signers_claims_and_the_overwrite_operation_decide() {
     let mut claims = serde_json::Map::new();
     claims.insert("team".into(), "editors".into());
     let editor = common::keys()
-        .mint("authenticated", Some("e1"), Some(std::time::Duration::from_secs(3600)), claims)
+        .mint(
+            "authenticated",
+            Some("e1"),
+            Some(std::time::Duration::from_secs(3600)),
+            claims,
+        )
         .unwrap();
     let outsider = server.user_key("o1");
 
@@ -139,7 +147,10 @@ async fn the_signers_claims_and_the_overwrite_operation_decide() {
     assert_error(status, &body, 403, "AccessDenied");
     let (status, body) = put(&server, &allowed, b"editor").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(download(&server, &service, "docs", "b.txt").await.1, b"editor");
+    assert_eq!(
+        download(&server, &service, "docs", "b.txt").await.1,
+        b"editor"
+    );
 }
 
 #[tokio::test]
@@ -178,10 +189,15 @@ async fn an_upload_url_without_upsert_uploads_once_ever() {
 
     // Deleted since: the URL still does not upload again.
     let (status, body) = json_of(
-        call(&server, Method::DELETE, "/object/docs/once.txt", Some(&service))
-            .send()
-            .await
-            .unwrap(),
+        call(
+            &server,
+            Method::DELETE,
+            "/object/docs/once.txt",
+            Some(&service),
+        )
+        .send()
+        .await
+        .unwrap(),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -189,7 +205,10 @@ async fn an_upload_url_without_upsert_uploads_once_ever() {
     let (status, body) = put(&server, &url, b"second").await;
     assert_error(status, &body, 409, "Conflict");
     assert!(
-        body["message"].as_str().unwrap().contains("already been used"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("already been used"),
         "{body}"
     );
     assert!(row(&server, "docs", "once.txt").await.is_none());

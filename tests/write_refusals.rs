@@ -44,12 +44,17 @@ async fn send(
     body: Vec<u8>,
 ) -> (u16, Value) {
     json_of(
-        call(server, method, &format!("/object/{bucket}/{}", enc(name)), key)
-            .header(CONTENT_TYPE, content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap(),
+        call(
+            server,
+            method,
+            &format!("/object/{bucket}/{}", enc(name)),
+            key,
+        )
+        .header(CONTENT_TYPE, content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap(),
     )
     .await
 }
@@ -139,14 +144,35 @@ async fn copy_and_move_into_a_bucket_meet_its_size_limit_and_types() {
     let files = stored_files(&server).await;
 
     for route in ["copy", "move"] {
-        let (status, body) =
-            transfer(&server, route, me, ("docs", "page.html"), ("small", "x"), false).await;
+        let (status, body) = transfer(
+            &server,
+            route,
+            me,
+            ("docs", "page.html"),
+            ("small", "x"),
+            false,
+        )
+        .await;
         assert_error(status, &body, 413, "EntityTooLarge");
-        let (status, body) =
-            transfer(&server, route, me, ("docs", "photo.png"), ("small", "x"), false).await;
+        let (status, body) = transfer(
+            &server,
+            route,
+            me,
+            ("docs", "photo.png"),
+            ("small", "x"),
+            false,
+        )
+        .await;
         assert_error(status, &body, 413, "EntityTooLarge");
-        let (status, body) =
-            transfer(&server, route, me, ("docs", "note.html"), ("small", "x"), false).await;
+        let (status, body) = transfer(
+            &server,
+            route,
+            me,
+            ("docs", "note.html"),
+            ("small", "x"),
+            false,
+        )
+        .await;
         assert_error(status, &body, 415, "InvalidMimeType");
         // A copy onto an existing object too (a move never replaces one).
         if route == "copy" {
@@ -171,16 +197,39 @@ async fn copy_and_move_into_a_bucket_meet_its_size_limit_and_types() {
     for name in ["page.html", "photo.png", "note.html"] {
         assert!(row(&server, "docs", name).await.is_some(), "{name}");
     }
-    assert_eq!(download(&server, &service, "docs", "note.html").await.1.len(), 10);
+    assert_eq!(
+        download(&server, &service, "docs", "note.html")
+            .await
+            .1
+            .len(),
+        10
+    );
 
     // What fits the rules lands.
-    let (status, body) =
-        transfer(&server, "copy", me, ("docs", "logo.png"), ("small", "a.png"), false).await;
+    let (status, body) = transfer(
+        &server,
+        "copy",
+        me,
+        ("docs", "logo.png"),
+        ("small", "a.png"),
+        false,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) =
-        transfer(&server, "move", me, ("docs", "logo.png"), ("small", "b.png"), false).await;
+    let (status, body) = transfer(
+        &server,
+        "move",
+        me,
+        ("docs", "logo.png"),
+        ("small", "b.png"),
+        false,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(download(&server, &service, "small", "b.png").await.1, vec![7u8; 100]);
+    assert_eq!(
+        download(&server, &service, "small", "b.png").await.1,
+        vec![7u8; 100]
+    );
     assert!(row(&server, "docs", "logo.png").await.is_none());
     // One copy; the move took its bytes along.
     assert_eq!(stored_files(&server).await, files + 1);
@@ -217,16 +266,31 @@ async fn without_credentials_an_existing_and_a_missing_key_get_the_same_403() {
     .await;
     assert_error(status, &denied, 403, "AccessDenied");
 
-    for (bucket, name) in [("docs", "taken.txt"), ("docs", "missing.txt"), ("small", "taken.png")] {
+    for (bucket, name) in [
+        ("docs", "taken.txt"),
+        ("docs", "missing.txt"),
+        ("small", "taken.png"),
+    ] {
         for method in [Method::POST, Method::PUT] {
-            let (status, body) =
-                send(&server, method.clone(), None, bucket, name, "text/plain", b"x".to_vec())
-                    .await;
+            let (status, body) = send(
+                &server,
+                method.clone(),
+                None,
+                bucket,
+                name,
+                "text/plain",
+                b"x".to_vec(),
+            )
+            .await;
             assert_eq!((status, &body), (403, &denied), "{method} {bucket}/{name}");
         }
         for upsert in [false, true] {
             let (status, body) = sign_upload(&server, None, bucket, name, upsert).await;
-            assert_eq!((status, &body), (403, &denied), "sign {bucket}/{name} {upsert}");
+            assert_eq!(
+                (status, &body),
+                (403, &denied),
+                "sign {bucket}/{name} {upsert}"
+            );
         }
         for upsert in [false, true] {
             let (status, body) = transfer(
@@ -238,7 +302,11 @@ async fn without_credentials_an_existing_and_a_missing_key_get_the_same_403() {
                 upsert,
             )
             .await;
-            assert_eq!((status, &body), (403, &denied), "copy to {bucket}/{name} {upsert}");
+            assert_eq!(
+                (status, &body),
+                (403, &denied),
+                "copy to {bucket}/{name} {upsert}"
+            );
         }
     }
     // Nor are the bucket's rules told: not by a body over the limit, nor by a declared length,
@@ -249,8 +317,16 @@ async fn without_credentials_an_existing_and_a_missing_key_get_the_same_403() {
         ("nope", "a.txt", "text/plain", 10),
     ] {
         for method in [Method::POST, Method::PUT] {
-            let (status, body) =
-                send(&server, method.clone(), None, bucket, name, kind, vec![1u8; len]).await;
+            let (status, body) = send(
+                &server,
+                method.clone(),
+                None,
+                bucket,
+                name,
+                kind,
+                vec![1u8; len],
+            )
+            .await;
             assert_eq!((status, &body), (403, &denied), "{method} {bucket}/{name}");
         }
         let (status, body) = transfer(
@@ -266,7 +342,9 @@ async fn without_credentials_an_existing_and_a_missing_key_get_the_same_403() {
     }
     assert_eq!(stored_files(&server).await, files);
     assert_eq!(
-        download(&server, &server.service_key(), "docs", "taken.txt").await.1,
+        download(&server, &server.service_key(), "docs", "taken.txt")
+            .await
+            .1,
         vec![7u8; 5]
     );
 }
@@ -339,11 +417,12 @@ async fn a_caller_who_may_see_or_insert_the_key_gets_409() {
     let (status, on_existing) =
         upload(&server, &stranger, "docs", "writer/a.txt", "x", false).await;
     assert_error(status, &on_existing, 403, "AccessDenied");
-    let (status, on_missing) =
-        upload(&server, &stranger, "docs", "writer/b.txt", "x", false).await;
+    let (status, on_missing) = upload(&server, &stranger, "docs", "writer/b.txt", "x", false).await;
     assert_eq!((status, on_existing), (403, on_missing));
     assert_eq!(
-        download(&server, &server.service_key(), "docs", "writer/a.txt").await.1,
+        download(&server, &server.service_key(), "docs", "writer/a.txt")
+            .await
+            .1,
         vec![7u8; 5]
     );
 }

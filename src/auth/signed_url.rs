@@ -115,7 +115,8 @@ fn names_object<'u>(url: &'u str, bucket: &str, name: &str) -> Option<(&'u str, 
     let same = |claimed: &str, given: &str| {
         claimed == given || decoded(given).is_some_and(|d| d == claimed)
     };
-    (same(claimed_bucket, bucket) && same(claimed_name, name)).then_some((claimed_bucket, claimed_name))
+    (same(claimed_bucket, bucket) && same(claimed_name, name))
+        .then_some((claimed_bucket, claimed_name))
 }
 
 /// The id of an upload token signed before tokens carried a `jti`: a digest of its signed part.
@@ -356,6 +357,45 @@ mod tests {
             verify(&k, Some(&expired), "b", "x", Scope::Download),
             Err(SignedUrlError::Invalid(m)) if m.contains("expired")
         ));
+    }
+
+    #[test]
+    fn a_token_names_one_object_whatever_the_spelling_of_the_path() {
+        let k = keys();
+        let token = sign_download(&k, "a", "b/c", HOUR).unwrap();
+        // Bucket "a/b" + name "c" spells the same `url` claim: refused, never confused.
+        assert!(matches!(
+            verify(&k, Some(&token), "a/b", "c", Scope::Download),
+            Err(SignedUrlError::WrongObject)
+        ));
+        let ok = verify(&k, Some(&token), "a", "b/c", Scope::Download).unwrap();
+        assert_eq!((ok.bucket.as_str(), ok.name.as_str()), ("a", "b/c"));
+
+        // A name encoded once more by the client still names the token's object, and the
+        // token's object is what the caller gets, not the path's spelling of it.
+        let token = sign_download(&k, "b", "what?#%.txt", HOUR).unwrap();
+        let ok = verify(&k, Some(&token), "b", "what%3F%23%25.txt", Scope::Download).unwrap();
+        assert_eq!(ok.name, "what?#%.txt");
+        assert!(matches!(
+            verify(&k, Some(&token), "b", "what%3F.txt", Scope::Download),
+            Err(SignedUrlError::WrongObject)
+        ));
+    }
+
+    #[test]
+    fn an_upload_token_has_an_id_even_when_signed_before_ids_existed() {
+        let k = keys();
+        let mut claims = base_claims("b", "x", Scope::Upload);
+        claims.insert("owner".into(), "u1".into());
+        claims.insert("signer_role".into(), "authenticated".into());
+        let old = k.sign(claims, Some(HOUR)).unwrap();
+        let first = verify(&k, Some(&old), "b", "x", Scope::Upload).unwrap();
+        let again = verify(&k, Some(&old), "b", "x", Scope::Upload).unwrap();
+        let grant = first.upload.unwrap();
+        assert!(grant.id.starts_with("legacy:"));
+        assert_eq!(grant.id, again.upload.unwrap().id);
+        assert_eq!(grant.signer_claims["sub"], "u1");
+        assert_eq!(grant.signer_claims["role"], "authenticated");
     }
 
     #[test]

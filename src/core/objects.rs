@@ -136,6 +136,9 @@ pub struct CopyRequest {
     pub upsert: bool,
 }
 
+/// The type of bytes whose type nobody recorded.
+const UNKNOWN_TYPE: &str = "application/octet-stream";
+
 /// How often an upsert re-decides between insert and overwrite when concurrent requests keep
 /// creating and deleting its target.
 const SETTLE_ATTEMPTS: u32 = 4;
@@ -454,8 +457,8 @@ impl Storage {
                 .and_then(|m| serde_json::from_value(m).ok())
                 .unwrap_or_default();
             let target = self.write_target(destination_bucket, destination).await?;
-            let mimetype = content_type_for(moved.mimetype.as_deref(), source);
-            if let Some(refusal) = self.limit_refusal(&target, moved.size, &mimetype) {
+            let mimetype = moved.mimetype.as_deref().unwrap_or(UNKNOWN_TYPE);
+            if let Some(refusal) = self.limit_refusal(&target, moved.size, mimetype) {
                 // Dropping the transaction rolls the move back.
                 return Err(refusal);
             }
@@ -487,8 +490,8 @@ impl Storage {
         // A copy lands in its destination bucket like an upload: the bucket's size limit and
         // types apply, told only once the policies allow the write.
         let source_meta = source.system_metadata();
-        let mimetype = content_type_for(source_meta.mimetype.as_deref(), &copy.source);
-        let refusal = self.limit_refusal(&target, Some(source.size()), &mimetype);
+        let mimetype = source_meta.mimetype.as_deref().unwrap_or(UNKNOWN_TYPE);
+        let refusal = self.limit_refusal(&target, Some(source.size()), mimetype);
         let overwrite = target.exists && copy.upsert;
         let user_metadata = if copy.copy_metadata {
             source.user_metadata.clone()
@@ -578,9 +581,9 @@ impl Storage {
             return Some(too_large());
         }
         match &target.allowed_mime_types {
-            Some(allowed) if !mime_allowed(allowed, mimetype) => Some(
-                Error::UnsupportedMediaType(format!("mime type {mimetype} is not supported")),
-            ),
+            Some(allowed) if !mime_allowed(allowed, mimetype) => Some(Error::UnsupportedMediaType(
+                format!("mime type {mimetype} is not supported"),
+            )),
             _ => None,
         }
     }

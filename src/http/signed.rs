@@ -204,7 +204,15 @@ async fn signed_download(
 ) -> Result<Response, ApiError> {
     let token = verify(&state, &query, &bucket, &name, Scope::Download)?;
     let caller = privileged_caller(&method, &uri, &headers);
-    serve_object(&state, &caller, &token.bucket, &token.name, &query, &headers).await
+    serve_object(
+        &state,
+        &caller,
+        &token.bucket,
+        &token.name,
+        &query,
+        &headers,
+    )
+    .await
 }
 
 /// Signs an upload URL for the caller, valid for [`UPLOAD_URL_LIFETIME`]. Takes no body
@@ -257,7 +265,9 @@ async fn signed_upload(
 ) -> Result<Json<Value>, ApiError> {
     let token = verify(&state, &query, &bucket, &name, Scope::Upload)?;
     let Some(grant) = token.upload else {
-        return Err(internal(anyhow::anyhow!("an upload token without its grant")));
+        return Err(internal(anyhow::anyhow!(
+            "an upload token without its grant"
+        )));
     };
     let caller = privileged_caller(&method, &uri, &headers);
     let signer_role = grant.role.clone().unwrap_or_else(|| Identity::ANON.into());
@@ -284,7 +294,10 @@ async fn signed_upload(
         grant.upsert,
         grant.owner,
     );
-    let stored = state.storage.upload_signed(&caller, upload, &signed).await?;
+    let stored = state
+        .storage
+        .upload_signed(&caller, upload, &signed)
+        .await?;
     Ok(Json(json!({
         "Id": stored.id,
         "Key": format!("{}/{}", stored.bucket, stored.name),
