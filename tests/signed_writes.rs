@@ -112,6 +112,42 @@ async fn a_signed_upsert_url_cannot_overwrite_what_the_signer_may_not() {
     assert_eq!(download(&server, &u1, "docs", "mine.txt").await.1, b"v2");
 }
 
+/// The object may also appear while the URL's body is still streaming: the commit re-checks
+/// the signer's right to overwrite in the transaction that would write the row.
+#[tokio::test]
+async fn an_object_created_during_a_signed_upload_is_not_overwritten() {
+    let server = server_with_policies(OWNERS).await;
+    let u1 = server.user_key("u1");
+    let u2 = server.user_key("u2");
+    let url = upload_url(&server, &u1, "race.txt", true).await;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let pending = tokio::spawn(
+        call(&server, Method::PUT, &url, None)
+            .header(CONTENT_TYPE, "text/plain")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send(),
+    );
+    tx.send(Ok(bytes::Bytes::from_static(b"through the URL, ")))
+        .await
+        .unwrap();
+    // The server has checked the write (a new object then) and is streaming it.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let (status, body) = upload(&server, &u2, "docs", "race.txt", "u2's", false).await;
+    assert_eq!(status, 200, "{body}");
+    tx.send(Ok(bytes::Bytes::from_static(b"slowly")))
+        .await
+        .unwrap();
+    drop(tx);
+    let (status, body) = json_of(pending.await.unwrap().unwrap()).await;
+    assert_error(status, &body, 403, "AccessDenied");
+    let stored = row(&server, "docs", "race.txt").await.unwrap();
+    assert_eq!(stored.owner_id.as_deref(), Some("u2"));
+    assert_eq!(download(&server, &u2, "docs", "race.txt").await.1, b"u2's");
+}
+
 /// The overwrite is judged as the signer, with all the claims the signer had and under the
 /// operation `storage.overwrite`: a policy may read any claim, and tell an overwrite apart.
 #[tokio::test]
