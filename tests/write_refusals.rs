@@ -340,6 +340,31 @@ async fn without_credentials_an_existing_and_a_missing_key_get_the_same_403() {
         .await;
         assert_eq!((status, &body), (403, &denied), "copy to {bucket}/{name}");
     }
+    // A move out of public/ (which anon may change) is the same 403 wherever it goes.
+    server
+        .db
+        .sql(
+            "create policy anon_moves_public on storage.objects for update to anon
+                 using ((storage.foldername(name))[1] = 'public')
+                 with check ((storage.foldername(name))[1] = 'public');",
+        )
+        .await;
+    for (bucket, name) in [
+        ("docs", "taken.txt"),
+        ("docs", "missing.txt"),
+        ("nope", "a.txt"),
+    ] {
+        let (status, body) = transfer(
+            &server,
+            "move",
+            None,
+            ("docs", "public/src.txt"),
+            (bucket, name),
+            false,
+        )
+        .await;
+        assert_eq!((status, &body), (403, &denied), "move to {bucket}/{name}");
+    }
     assert_eq!(stored_files(&server).await, files);
     assert_eq!(
         download(&server, &server.service_key(), "docs", "taken.txt")
@@ -347,6 +372,7 @@ async fn without_credentials_an_existing_and_a_missing_key_get_the_same_403() {
             .1,
         vec![7u8; 5]
     );
+    assert!(row(&server, "docs", "public/src.txt").await.is_some());
 }
 
 /// A declared Content-Length over the bucket's limit is not answered 413 before the policy:

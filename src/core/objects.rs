@@ -446,6 +446,7 @@ impl Storage {
             .await
             .map_err(|e| match e.code() {
                 Some(&SqlState::FOREIGN_KEY_VIOLATION) => Error::BucketNotFound,
+                Some(&SqlState::INSUFFICIENT_PRIVILEGE) => write_denied(),
                 _ => Error::from(e),
             })?;
         let row = rows.first().ok_or(Error::ObjectNotFound)?;
