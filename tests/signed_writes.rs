@@ -178,6 +178,18 @@ async fn the_signers_claims_and_the_overwrite_operation_decide() {
 
     let denied = upload_url(&server, &outsider, "b.txt", true).await;
     let allowed = upload_url(&server, &editor, "b.txt", true).await;
+    // The claims stay with the server: the URL, which may be handed to anyone, does not show
+    // them.
+    let token = allowed.split_once("?token=").unwrap().1;
+    let payload = token.split('.').nth(1).unwrap();
+    let payload = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap()
+    };
+    let payload = String::from_utf8(payload).unwrap();
+    assert!(!payload.contains("editors"), "{payload}");
     upload(&server, &service, "docs", "b.txt", "created since", false).await;
     let (status, body) = put(&server, &denied, b"outsider").await;
     assert_error(status, &body, 403, "AccessDenied");

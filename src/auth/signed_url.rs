@@ -3,9 +3,10 @@
 //!
 //! Claims: `url` (`<bucket>/<name>`: unambiguous because bucket ids never contain `/`),
 //! `scope` (`download` | `upload`), `aud` ([`SIGNED_URL_AUDIENCE`]), `iss`, `iat`, `exp`; upload
-//! tokens add `jti` (the token's id, recorded when a single-use token is used), `upsert`,
-//! `owner` / `signer_role` (the signer's `sub` and role) when the signer had them, and `signer`
-//! (all the signer's claims, so that the use can be checked as the signer). The audience keeps these
+//! tokens add `jti` (the token's id: the server records the signer's claims under it when
+//! signing, and the use of a single-use token), `upsert`, and `owner` / `signer_role` (the
+//! signer's `sub` and role) when the signer had them. The signer's other claims stay in the
+//! database, out of a URL that may be handed to anyone. The audience keeps these
 //! tokens apart from API credentials: [`super::Authenticator::identify`] refuses them, and
 //! [`verify`] refuses anything else. They deliberately carry no `role` or `sub` claim either, so
 //! another service sharing the JWT secret (PostgREST, say) that ignores `aud` still cannot take a
@@ -33,6 +34,21 @@ pub enum Scope {
     Upload,
 }
 
+impl UploadGrant {
+    /// The signer's claims as far as the token itself knows them (role and `sub`), for a
+    /// token whose signing the server has no record of.
+    pub fn claims_in_token(&self) -> Map<String, Value> {
+        let mut claims = Map::new();
+        if let Some(role) = &self.role {
+            claims.insert("role".into(), role.clone().into());
+        }
+        if let Some(owner) = &self.owner {
+            claims.insert("sub".into(), owner.clone().into());
+        }
+        claims
+    }
+}
+
 impl Scope {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,8 +64,6 @@ pub struct UploadGrant {
     /// The token's id (`jti`). Tokens signed before ids existed get one derived from their
     /// signed part, which cannot change without the signature failing.
     pub id: String,
-    /// The signer's claims (their role's policies judge an overwrite when the URL is used).
-    pub signer_claims: Map<String, Value>,
     /// The signer's `sub`: the new row's `owner_id`.
     pub owner: Option<String>,
     /// The signer's role, for the record (the upload itself runs with privilege).
@@ -155,7 +169,6 @@ pub fn sign_upload(
 ) -> anyhow::Result<String> {
     let mut claims = base_claims(bucket, name, Scope::Upload);
     claims.insert("jti".into(), grant.id.clone().into());
-    claims.insert("signer".into(), Value::Object(grant.signer_claims.clone()));
     claims.insert("upsert".into(), grant.upsert.into());
     if let Some(owner) = &grant.owner {
         claims.insert("owner".into(), owner.clone().into());
@@ -235,27 +248,12 @@ pub fn verify(
             .get("signer_role")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let signer_claims = match claims.get("signer") {
-            Some(Value::Object(signer)) => signer.clone(),
-            // Signed before the claims were carried: what the token knew of the signer.
-            _ => {
-                let mut signer = Map::new();
-                if let Some(role) = &role {
-                    signer.insert("role".into(), role.clone().into());
-                }
-                if let Some(owner) = &owner {
-                    signer.insert("sub".into(), owner.clone().into());
-                }
-                signer
-            }
-        };
         let id = match claims.get("jti").and_then(Value::as_str) {
             Some(jti) => jti.to_string(),
             None => legacy_id(token),
         };
         UploadGrant {
             id,
-            signer_claims,
             owner,
             role,
             upsert: claims
@@ -307,12 +305,8 @@ mod tests {
     #[test]
     fn an_upload_token_carries_its_grant() {
         let k = keys();
-        let mut signer_claims = Map::new();
-        signer_claims.insert("sub".into(), "u1".into());
-        signer_claims.insert("email".into(), "u1@example.com".into());
         let grant = UploadGrant {
             id: "t1".into(),
-            signer_claims,
             owner: Some("u1".into()),
             role: Some("authenticated".into()),
             upsert: true,
@@ -394,8 +388,9 @@ mod tests {
         let grant = first.upload.unwrap();
         assert!(grant.id.starts_with("legacy:"));
         assert_eq!(grant.id, again.upload.unwrap().id);
-        assert_eq!(grant.signer_claims["sub"], "u1");
-        assert_eq!(grant.signer_claims["role"], "authenticated");
+        let claims = grant.claims_in_token();
+        assert_eq!(claims["sub"], "u1");
+        assert_eq!(claims["role"], "authenticated");
     }
 
     #[test]

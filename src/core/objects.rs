@@ -210,9 +210,10 @@ impl Storage {
         &self,
         caller: &Caller,
         upload: Upload,
-        signed: &SignedUse,
+        signed: SignedUse,
     ) -> Result<Stored, Error> {
-        self.upload_as(caller, upload, Some(signed)).await
+        let signed = self.recall_signer(signed).await?;
+        self.upload_as(caller, upload, Some(&signed)).await
     }
 
     async fn upload_as(
@@ -228,7 +229,7 @@ impl Storage {
         if let Some(signed) = signed
             && !target.exists
         {
-            self.check_token_unused(signed).await?;
+            super::signed_writes::check_token_unused(signed)?;
         }
         let limit = self.effective_limit(&target);
         // Told only once the policies allow the write (policy first, then the bucket's rules).

@@ -31,7 +31,6 @@ use crate::auth::signed_url::{
     self, MAX_EXPIRES_IN, Scope, SignedToken, SignedUrlError, UPLOAD_URL_LIFETIME, UploadGrant,
 };
 use crate::core::objects::SignedUse;
-use crate::core::signed_writes::TokenUse;
 use crate::core::{Caller, Error};
 
 /// `<bucket>/<name>` as a URL path (see the module documentation): only what would end or
@@ -230,11 +229,17 @@ async fn sign_upload(
         .await?;
     let grant = UploadGrant {
         id: uuid::Uuid::new_v4().to_string(),
-        signer_claims: caller.identity.claims.clone(),
         owner: caller.owner(),
         role: Some(caller.identity.role.clone()),
         upsert,
     };
+    // Kept a little past the token's own expiry; the collector forgets it after that.
+    let recorded_until =
+        chrono::Utc::now() + UPLOAD_URL_LIFETIME + std::time::Duration::from_secs(60);
+    state
+        .storage
+        .remember_upload_signer(&grant.id, &caller.identity, recorded_until)
+        .await?;
     let token = signed_url::sign_upload(
         state.auth.keys(),
         &bucket,
@@ -270,23 +275,22 @@ async fn signed_upload(
         )));
     };
     let caller = privileged_caller(&method, &uri, &headers);
-    let signer_role = grant.role.clone().unwrap_or_else(|| Identity::ANON.into());
     let signed = SignedUse {
+        token_id: grant.id.clone(),
         signer: Caller {
             identity: Identity {
-                role: signer_role,
-                claims: grant.signer_claims,
+                role: grant.role.clone().unwrap_or_else(|| Identity::ANON.into()),
+                claims: grant.claims_in_token(),
             },
             ..caller.clone()
         },
-        once: (!grant.upsert).then(|| TokenUse {
-            id: grant.id,
-            expires_at: chrono::DateTime::from_timestamp(
-                i64::try_from(token.expires_at).unwrap_or(i64::MAX),
-                0,
-            )
-            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
-        }),
+        once: !grant.upsert,
+        expires_at: chrono::DateTime::from_timestamp(
+            i64::try_from(token.expires_at).unwrap_or(i64::MAX),
+            0,
+        )
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+        used: false,
     };
     let upload = upload_body::parse(&headers, body).await?.into_upload(
         token.bucket,
@@ -294,10 +298,7 @@ async fn signed_upload(
         grant.upsert,
         grant.owner,
     );
-    let stored = state
-        .storage
-        .upload_signed(&caller, upload, &signed)
-        .await?;
+    let stored = state.storage.upload_signed(&caller, upload, signed).await?;
     Ok(Json(json!({
         "Id": stored.id,
         "Key": format!("{}/{}", stored.bucket, stored.name),
