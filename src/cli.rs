@@ -104,12 +104,13 @@ impl Connected {
         if connected.cluster.is_some() {
             migrate::ensure_request_role(&client, embedded::REQUEST_ROLE, api_roles).await?;
         } else if let Some(user) = connected.request.get_user()
-            && Some(user) != connected.admin.get_user()
             && let Err(error) = migrate::grant_server_role(&client, user).await
         {
+            // Also when request traffic uses the privileged URL: unless that role is a
+            // superuser, only membership marks its sessions as the server's (migration 0010).
             tracing::warn!(
-                "{error:#}: the postgres byte store will refuse writes until the request role \
-                 is a member of {}",
+                "{error:#}: object writes will be refused (42501) until the request role is a \
+                 superuser or a member of {}",
                 migrate::SERVER_ROLE
             );
         }
@@ -158,6 +159,8 @@ async fn serve_on(args: &ServeArgs, keys: JwtKeys, connected: &Connected) -> any
             max_file_size: args.max_file_size,
             upload_lease: Duration::from_secs(args.upload_lease_seconds.max(1)),
             body_idle_timeout: args.body_idle_timeout.max(Duration::from_millis(100)),
+            multipart_min_part_size: args.multipart_min_part_size,
+            multipart_expiry: args.multipart_expiry.max(Duration::from_secs(1)),
         },
     );
     let collector = (args.gc_interval_seconds > 0).then(|| {

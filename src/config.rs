@@ -230,6 +230,16 @@ pub struct ServeArgs {
     #[arg(long, env = "PGSTORAGE_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_idle_timeout: std::time::Duration,
 
+    /// Smallest size of each part of a multipart upload except the last (e.g. 5MiB), checked
+    /// when the upload completes.
+    #[arg(long, env = "PGSTORAGE_MULTIPART_MIN_PART_SIZE", default_value = "5MiB", value_parser = parse_size)]
+    pub multipart_min_part_size: u64,
+
+    /// How long a multipart or resumable upload may go without a new part (e.g. 24h, 7d) before
+    /// the collector removes it and frees its parts.
+    #[arg(long, env = "PGSTORAGE_MULTIPART_EXPIRY", default_value = "24h", value_parser = parse_duration)]
+    pub multipart_expiry: std::time::Duration,
+
     /// Longest time a client may take to send a request's headers (e.g. 30s); past it the
     /// connection is closed.
     #[arg(long, env = "PGSTORAGE_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]

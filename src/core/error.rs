@@ -35,6 +35,19 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("{0}")]
     RangeNotSatisfiable(String),
+    /// A multipart or resumable upload that does not exist (never did, completed, aborted or
+    /// expired).
+    #[error("The specified multipart upload does not exist")]
+    NoSuchUpload,
+    /// A part named at completion is missing or its eTag does not match.
+    #[error("{0}")]
+    InvalidPart(String),
+    /// The parts named at completion are not in ascending order of part number.
+    #[error("The list of parts was not in ascending order; parts must be ordered by part number")]
+    InvalidPartOrder,
+    /// A part other than the last is smaller than the minimum part size.
+    #[error("{0}")]
+    EntityTooSmall(String),
     /// The client stopped sending an upload's body for longer than the idle limit.
     #[error("{0}")]
     Timeout(String),

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use super::multipart::EXPAND_MANIFESTS;
 use super::{Error, Storage};
 
 /// Advisory lock key of the collector ("pgs-gc").
@@ -31,6 +32,8 @@ impl Storage {
         // Records of single-use upload tokens are kept until the tokens have expired.
         self.forget_expired_token_uses().await?;
         let mut report = GcReport::default();
+        // Abandoned multipart uploads release their parts first, to be freed below.
+        self.expire_multipart_uploads().await?;
         loop {
             let batch = self.collect_batch(grace).await?;
             report.ran |= batch.ran;
@@ -52,6 +55,9 @@ impl Storage {
         if !leader {
             return Ok(GcReport::default());
         }
+        // Freeing a segmented object's manifest frees the segments only it names.
+        tx.execute(EXPAND_MANIFESTS, &[&grace.as_secs_f64(), &BATCH])
+            .await?;
         let keys: Vec<String> = tx
             .query(
                 "select key from storage.byte_journal \

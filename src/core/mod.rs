@@ -6,7 +6,9 @@ pub mod buckets;
 mod error;
 pub mod gc;
 pub mod listing;
+pub mod media_type;
 mod meter;
+pub mod multipart;
 pub mod names;
 pub mod objects;
 mod operation;
@@ -63,6 +65,13 @@ pub struct Limits {
     /// Longest pause between two pieces of an upload's body. A client that stops sending would
     /// otherwise hold its staged key, and with the postgres store a transaction, forever.
     pub body_idle_timeout: Duration,
+    /// Smallest size of every part of a multipart upload but the last, checked at completion
+    /// (S3: 5 MiB). A front with other rules passes its own minimum to
+    /// [`Storage::complete_multipart_with`].
+    pub multipart_min_part_size: u64,
+    /// How long a multipart or resumable upload may go without a new part before the collector
+    /// removes it with its parts.
+    pub multipart_expiry: Duration,
 }
 
 impl Default for Limits {
@@ -71,6 +80,8 @@ impl Default for Limits {
             max_file_size: 50 * 1000 * 1000 * 1000,
             upload_lease: Duration::from_secs(60),
             body_idle_timeout: Duration::from_secs(30),
+            multipart_min_part_size: 5 * 1024 * 1024,
+            multipart_expiry: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -88,6 +99,15 @@ impl Storage {
         Self {
             db,
             bytes,
+            limits: Arc::new(limits),
+        }
+    }
+
+    /// The same core (database, byte store) with other limits.
+    pub fn with_limits(&self, limits: Limits) -> Self {
+        Self {
+            db: self.db.clone(),
+            bytes: self.bytes.clone(),
             limits: Arc::new(limits),
         }
     }

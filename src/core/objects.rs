@@ -21,6 +21,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+use super::media_type::MediaType;
 use super::meter::{self, Measured};
 use super::names::validate_object_name;
 pub use super::signed_writes::SignedUse;
@@ -93,8 +94,26 @@ impl ObjectRow {
             .unwrap_or_default()
     }
 
+    /// The recorded size for display (listings, info); 0 when missing or malformed. A length
+    /// sent ahead of bytes uses [`ObjectRow::measured_size`].
     pub fn size(&self) -> u64 {
-        self.system_metadata().size.unwrap_or(0)
+        self.measured_size().unwrap_or(0)
+    }
+
+    /// The size the server measured when it wrote the bytes. A `metadata.size` that is missing
+    /// or not a whole number of bytes was not written by the server (DESIGN §5 invariant 8):
+    /// serving it would hang or truncate a download, so it is a fault, never a guess.
+    pub fn measured_size(&self) -> Result<u64, Error> {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.get("size"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!(
+                    "object {} has no valid size in its metadata",
+                    self.id
+                ))
+            })
     }
 }
 
@@ -151,8 +170,8 @@ pub const MAX_BULK_DELETE: usize = 1000;
 /// have allowed the write: a missing bucket, the bucket's rules and an existing key come out of
 /// the policy probe (or after it), never ahead of it.
 pub(super) struct Target {
-    file_size_limit: Option<i64>,
-    allowed_mime_types: Option<Vec<String>>,
+    pub(super) file_size_limit: Option<i64>,
+    pub(super) allowed_mime_types: Option<Vec<String>>,
     pub(super) exists: bool,
 }
 
@@ -162,39 +181,34 @@ pub(super) fn write_denied() -> Error {
     Error::Forbidden("new row violates row-level security policy".into())
 }
 
-/// The type without parameters (`text/plain;charset=utf-8` -> `text/plain`), lowercased.
-fn base_mime(mime: &str) -> String {
-    mime.split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
-fn mime_allowed(allowed: &[String], mime: &str) -> bool {
+/// True when `allowed` (a bucket's `allowed_mime_types`; empty allows all) covers `mime`. Both
+/// sides are compared as parsed media types: `type/subtype`, case-insensitive, parameters
+/// ignored; `type/*` and `*/*` are wildcards. A type that does not parse is never allowed.
+pub(super) fn mime_allowed(allowed: &[String], mime: &str) -> bool {
     if allowed.is_empty() {
         return true;
     }
-    let base = base_mime(mime);
-    let kind = base.split('/').next().unwrap_or("");
-    allowed.iter().any(|a| {
-        let a = a.to_ascii_lowercase();
-        a == base || a.strip_suffix("/*").is_some_and(|k| k == kind) || a == "*/*"
-    })
+    let Ok(mime) = MediaType::parse(mime) else {
+        return false;
+    };
+    allowed.iter().any(|pattern| mime.matches(pattern))
 }
 
-/// Content type: what the client said, else a guess from the name, else octet-stream.
-pub fn content_type_for(given: Option<&str>, name: &str) -> String {
-    match given.map(str::trim).filter(|t| !t.is_empty()) {
-        Some(t) => t.to_string(),
-        None => mime_guess::from_path(name)
+/// Content type: what the client said (one valid media type, else an `InvalidInput` error),
+/// else a guess from the name, else octet-stream.
+pub fn content_type_for(given: Option<&str>, name: &str) -> Result<String, Error> {
+    match given.filter(|t| !t.trim().is_empty()) {
+        Some(t) => MediaType::parse(t)
+            .map(|t| t.as_str().to_string())
+            .map_err(|e| Error::InvalidInput(e.to_string())),
+        None => Ok(mime_guess::from_path(name)
             .first_raw()
             .unwrap_or("application/octet-stream")
-            .to_string(),
+            .to_string()),
     }
 }
 
-fn iso(time: DateTime<Utc>) -> String {
+pub(super) fn iso(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -223,7 +237,7 @@ impl Storage {
         signed: Option<&SignedUse>,
     ) -> Result<Stored, Error> {
         validate_object_name(&upload.name)?;
-        let mimetype = content_type_for(upload.content_type.as_deref(), &upload.name);
+        let mimetype = content_type_for(upload.content_type.as_deref(), &upload.name)?;
         let target = self.write_target(&upload.bucket, &upload.name).await?;
         // (On an existing key, a token without upsert meets its 409 in the probe.)
         if let Some(signed) = signed
@@ -346,8 +360,16 @@ impl Storage {
             // A row written by hand, with no bytes behind it.
             return Err(Error::ObjectNotFound);
         };
+        let expected = match range {
+            Some(range) => range.len(),
+            None => row.measured_size()?,
+        };
+        if super::multipart::is_manifest(key) {
+            let stream = self.read_segmented(row, key, range).await?;
+            return Ok(exactly(stream, expected, row.id));
+        }
         match self.bytes.get(key, range).await {
-            Ok(stream) => Ok(stream),
+            Ok(stream) => Ok(exactly(stream, expected, row.id)),
             Err(StoreError::NotFound(_)) => {
                 // Deleted since the row was read (the postgres store removes chunks with their
                 // row): the object is gone, which is a 404, not a fault.
@@ -510,7 +532,16 @@ impl Storage {
         let mut metadata = source.metadata.clone().unwrap_or_else(|| json!({}));
         let now = Utc::now();
         metadata["lastModified"] = json!(iso(now));
-        let (id, key) = if self.bytes.in_database() {
+        // Whatever set the copy's type (the source, or a type given with the copy), it is stored
+        // only if it is one valid media type, as for an upload.
+        if let Some(mimetype) = metadata.get("mimetype").and_then(Value::as_str) {
+            content_type_for(Some(mimetype), &copy.destination)?;
+        }
+        let (id, key) = if super::multipart::is_manifest(&source_key) {
+            // Segments are immutable: the copy shares them, copying no bytes.
+            self.copy_segmented(caller, &write, &source_key, &metadata, target.exists)
+                .await?
+        } else if self.bytes.in_database() {
             self.copy_in_database(caller, &write, &source_key, &metadata, overwrite, refusal)
                 .await?
         } else {
@@ -563,7 +594,7 @@ impl Storage {
         })
     }
 
-    fn effective_limit(&self, target: &Target) -> u64 {
+    pub(super) fn effective_limit(&self, target: &Target) -> u64 {
         let bucket = target
             .file_size_limit
             .and_then(|l| u64::try_from(l).ok())
@@ -632,7 +663,7 @@ impl Storage {
 
     /// The policy check of an upload; for an upsert whose target was created or deleted since
     /// it was looked up, checks the other mode instead. Returns whether the write overwrites.
-    async fn check_settling(
+    pub(super) async fn check_settling(
         &self,
         caller: &Caller,
         write: &RowWrite<'_>,
@@ -840,7 +871,7 @@ impl Storage {
     }
 
     /// Records `key` as staged before any byte is written under it.
-    async fn stage(&self, key: &str) -> Result<(), Error> {
+    pub(super) async fn stage(&self, key: &str) -> Result<(), Error> {
         let conn = self.db.admin().await?;
         let statement = conn
             .prepare_cached(
@@ -854,7 +885,7 @@ impl Storage {
     }
 
     /// Writes `body` under the staged `key`, renewing the key's lease while bytes flow.
-    async fn stream_into(&self, key: &str, body: ByteStream) -> Result<u64, Error> {
+    pub(super) async fn stream_into(&self, key: &str, body: ByteStream) -> Result<u64, Error> {
         let lease = self.limits.upload_lease;
         let renew = async {
             let period = (lease / 3).max(Duration::from_millis(200));
@@ -888,7 +919,7 @@ impl Storage {
     /// failed (unreachable, stalled, 5xx), asking it again would only keep the client waiting
     /// for a second timeout: the key stays staged and the collector frees it once its lease has
     /// run out.
-    async fn discard_after(&self, key: &str, error: &Error) {
+    pub(super) async fn discard_after(&self, key: &str, error: &Error) {
         if let Error::Unavailable(reason) = error {
             tracing::warn!(key, %reason, "a write failed in the byte store; the collector will free its key");
             return;
@@ -898,7 +929,7 @@ impl Storage {
 
     /// Frees a staged key whose write failed: bytes first, then the journal entry. If either
     /// step fails, the entry stays and the collector finishes the job when the lease ends.
-    async fn discard(&self, key: &str) {
+    pub(super) async fn discard(&self, key: &str) {
         if let Err(error) = self.bytes.delete(key).await {
             tracing::warn!(key, %error, "could not delete the bytes of a failed write; the collector will");
             return;
@@ -963,7 +994,7 @@ fn written_id(overwrite: bool, id: Uuid, rows: &[Row]) -> Result<Uuid, Error> {
 
 /// Writes the row inside `tx` (no commit). A signed upload first re-checks, in this same
 /// transaction, what its token allows against what exists now (see `signed_writes`).
-async fn write_row(
+pub(super) async fn write_row(
     tx: &Tx,
     write: &RowWrite<'_>,
     key: &str,
@@ -982,7 +1013,7 @@ async fn write_row(
 }
 
 /// The operation of a write: an overwrite of an existing object, or the upload of a new one.
-fn write_operation(overwrite: bool) -> Operation {
+pub(super) fn write_operation(overwrite: bool) -> Operation {
     if overwrite {
         Operation::Overwrite
     } else {
@@ -1003,7 +1034,7 @@ async fn switch_operation(tx: &Tx, operation: Operation) -> Result<(), Error> {
 
 /// [`write_row`] inside an upload's transaction; for an upsert whose target was created or
 /// deleted concurrently, writes in the other mode, under that mode's operation name.
-async fn write_row_settling(
+pub(super) async fn write_row_settling(
     tx: &Tx,
     write: &RowWrite<'_>,
     key: &str,
@@ -1130,7 +1161,7 @@ fn metadata_json(measured: &Measured, mimetype: &str, cache_control: &str) -> Va
 impl Storage {
     /// Names the reason an upload's stream failed when the meter knows it better than the
     /// store's error does.
-    fn body_error(&self, meter: &meter::SharedMeter, error: Error) -> Error {
+    pub(super) fn body_error(&self, meter: &meter::SharedMeter, error: Error) -> Error {
         if meter::exceeded(meter) {
             too_large()
         } else if meter::stalled(meter) {
@@ -1144,12 +1175,12 @@ impl Storage {
     }
 }
 
-fn too_large() -> Error {
+pub(super) fn too_large() -> Error {
     Error::PayloadTooLarge("The object exceeded the maximum allowed size".into())
 }
 
 /// Database errors of a write, read in the write's terms.
-fn write_error(error: tokio_postgres::Error) -> Error {
+pub(super) fn write_error(error: tokio_postgres::Error) -> Error {
     match error.code() {
         Some(&SqlState::FOREIGN_KEY_VIOLATION) => Error::BucketNotFound,
         // The staged key's lease ran out before the row committed and the collector took it.
@@ -1160,7 +1191,40 @@ fn write_error(error: tokio_postgres::Error) -> Error {
     }
 }
 
-fn store_error(error: StoreError) -> Error {
+/// Passes on `stream` as long as it holds exactly `expected` bytes, the length the answer
+/// announced; a store holding more or fewer bytes than the row measured ends the stream with an
+/// error (the client sees an aborted transfer, never a hang or a silently short object).
+fn exactly(stream: ByteStream, expected: u64, object: Uuid) -> ByteStream {
+    let mismatch = move |seen: u64| {
+        tracing::error!(%object, expected, seen, "an object's bytes do not match its measured size");
+        std::io::Error::other(format!(
+            "object {object}: the store holds a different length than was measured"
+        ))
+    };
+    futures::stream::unfold(
+        (stream, 0u64, false),
+        move |(mut stream, seen, done)| async move {
+            if done {
+                return None;
+            }
+            match stream.next().await {
+                Some(Ok(piece)) => {
+                    let seen = seen + piece.len() as u64;
+                    if seen > expected {
+                        return Some((Err(mismatch(seen)), (stream, seen, true)));
+                    }
+                    Some((Ok(piece), (stream, seen, false)))
+                }
+                Some(Err(error)) => Some((Err(error), (stream, seen, true))),
+                None if seen < expected => Some((Err(mismatch(seen)), (stream, seen, true))),
+                None => None,
+            }
+        },
+    )
+    .boxed()
+}
+
+pub(super) fn store_error(error: StoreError) -> Error {
     match error {
         StoreError::NotFound(key) => Error::Internal(anyhow::anyhow!("bytes missing under {key}")),
         StoreError::Body(e) => Error::InvalidInput(format!("the upload did not complete: {e}")),
@@ -1180,16 +1244,25 @@ mod tests {
         assert!(mime_allowed(&allowed, "application/pdf; charset=binary"));
         assert!(!mime_allowed(&allowed, "text/plain"));
         assert!(!mime_allowed(&allowed, "imagex/png"));
+        assert!(!mime_allowed(&allowed, "image/png, text/html"));
+        assert!(mime_allowed(&["IMAGE/PNG".to_string()], "image/png; a=b"));
         assert!(mime_allowed(&[], "anything/at-all"));
     }
 
     #[test]
     fn content_type_falls_back_to_the_extension() {
-        assert_eq!(content_type_for(Some("text/csv"), "a.png"), "text/csv");
-        assert_eq!(content_type_for(None, "a/b.png"), "image/png");
         assert_eq!(
-            content_type_for(Some(""), "x.unknown-ext"),
+            content_type_for(Some("text/csv"), "a.png").unwrap(),
+            "text/csv"
+        );
+        assert_eq!(content_type_for(None, "a/b.png").unwrap(), "image/png");
+        assert_eq!(
+            content_type_for(Some(" "), "x.unknown-ext").unwrap(),
             "application/octet-stream"
         );
+        assert!(matches!(
+            content_type_for(Some("image/png, text/html"), "a.png"),
+            Err(Error::InvalidInput(_))
+        ));
     }
 }

@@ -32,6 +32,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_bytes_in_database"),
     migration!(7, "0007_parent_path_index"),
     migration!(8, "0008_signed_upload_uses"),
+    migration!(10, "0010_server_columns"),
+    migration!(12, "0012_multipart_segments"),
 ];
 
 impl Migration {

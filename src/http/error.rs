@@ -89,6 +89,10 @@ impl From<Error> for ApiError {
             Error::RangeNotSatisfiable(_) => {
                 (S::RANGE_NOT_SATISFIABLE, "InvalidRange", "InvalidRange")
             }
+            Error::NoSuchUpload => (S::NOT_FOUND, "NoSuchUpload", "not_found"),
+            Error::InvalidPart(_) => (S::BAD_REQUEST, "InvalidPart", "InvalidPart"),
+            Error::InvalidPartOrder => (S::BAD_REQUEST, "InvalidPartOrder", "InvalidPartOrder"),
+            Error::EntityTooSmall(_) => (S::BAD_REQUEST, "EntityTooSmall", "EntityTooSmall"),
             Error::Timeout(_) => (S::REQUEST_TIMEOUT, "RequestTimeout", "RequestTimeout"),
             Error::Unavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
@@ -158,4 +162,35 @@ pub async fn not_found() -> ApiError {
         "not_found",
         "Route not found",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_errors_have_their_own_codes() {
+        let cases = [
+            (Error::NoSuchUpload, StatusCode::NOT_FOUND, "NoSuchUpload"),
+            (
+                Error::InvalidPart("x".into()),
+                StatusCode::BAD_REQUEST,
+                "InvalidPart",
+            ),
+            (
+                Error::InvalidPartOrder,
+                StatusCode::BAD_REQUEST,
+                "InvalidPartOrder",
+            ),
+            (
+                Error::EntityTooSmall("x".into()),
+                StatusCode::BAD_REQUEST,
+                "EntityTooSmall",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let api = ApiError::from(error);
+            assert_eq!((api.status, api.code), (status, code));
+        }
+    }
 }

@@ -8,8 +8,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
-    ETAG, LAST_MODIFIED,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, LAST_MODIFIED,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,7 @@ use super::download::{self, RangeDecision};
 use super::json::JsonBody;
 use super::upload_body;
 use super::{ApiError, AppState, CallerExt, PublicCaller};
+use crate::core::media_type::MediaType;
 use crate::core::objects::{CopyRequest, ObjectRow, Upload};
 use crate::core::{Caller, Error, Operation};
 
@@ -153,23 +154,29 @@ async fn head_public(
 }
 
 /// Headers shared by GET, HEAD and 304 answers.
+///
+/// Stored content must never run script in this origin (see docs/security.md): every answer
+/// carries `nosniff` and, PDF aside ([`MediaType::sandboxable`]), `Content-Security-Policy:
+/// sandbox` (a document opened from it gets an opaque origin and no scripts); a type not known
+/// to be inert (HTML, SVG, XML, JavaScript, anything unknown) is also an attachment, so a
+/// browser navigating to it downloads it instead of rendering it. The stored type is served
+/// unchanged, so API clients get back the bytes and the type they uploaded.
 fn object_headers(row: &ObjectRow) -> (HeaderMap, Option<String>, Option<SystemTime>) {
     let meta = row.system_metadata();
     let mut headers = HeaderMap::new();
-    let mut mimetype = meta
+    // A stored type that is not one valid media type (written before types were validated)
+    // is served as opaque bytes rather than passed on or left out.
+    let media = meta
         .mimetype
-        .clone()
-        .unwrap_or_else(|| "application/octet-stream".into());
-    // Never let stored HTML run as a page on this origin.
-    if mimetype.to_ascii_lowercase().starts_with("text/html") {
-        mimetype = "text/plain; charset=utf-8".into();
-    }
+        .as_deref()
+        .and_then(|t| MediaType::parse(t).ok())
+        .unwrap_or_else(MediaType::octet_stream);
     let mut set = |name, value: &str| {
         if let Ok(value) = HeaderValue::from_str(value) {
             headers.insert(name, value);
         }
     };
-    set(CONTENT_TYPE, &mimetype);
+    set(CONTENT_TYPE, media.as_str());
     if let Some(etag) = &meta.e_tag {
         set(ETAG, etag);
     }
@@ -186,6 +193,13 @@ fn object_headers(row: &ObjectRow) -> (HeaderMap, Option<String>, Option<SystemT
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
+    if media.sandboxable() {
+        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox"));
+    }
+    if !media.inline_safe() {
+        let filename = row.name.rsplit('/').next().unwrap_or(&row.name);
+        headers.insert(CONTENT_DISPOSITION, download::attachment(filename));
+    }
     (headers, meta.e_tag, modified)
 }
 
@@ -213,7 +227,7 @@ pub(super) async fn serve_object(
         };
         headers.insert(CONTENT_DISPOSITION, download::attachment(filename));
     }
-    let size = row.size();
+    let size = row.measured_size()?;
     let (status, range) = match download::range(request, size) {
         RangeDecision::Full => (StatusCode::OK, None),
         RangeDecision::Partial(range) => {
@@ -256,7 +270,7 @@ async fn head_object(
     if download::not_modified(request, etag.as_deref(), modified) {
         return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
     }
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(row.size()));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(row.measured_size()?));
     Ok((StatusCode::OK, headers).into_response())
 }
 

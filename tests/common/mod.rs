@@ -852,6 +852,7 @@ impl TestServer {
                 max_file_size: options.max_file_size,
                 upload_lease: options.upload_lease,
                 body_idle_timeout: options.body_idle_timeout,
+                ..Limits::default()
             },
         );
         let mut keys = keys();

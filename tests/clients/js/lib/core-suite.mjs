@@ -217,6 +217,24 @@ export function defineCoreTests(clients, prefix) {
     assert.equal(blob.type, 'application/json')
   })
 
+  test('active content (SVG, HTML) downloads with its bytes and type; a list of types is a 400', async () => {
+    for (const [name, type, body] of [
+      ['active/logo.svg', 'image/svg+xml', '<svg xmlns="http://www.w3.org/2000/svg"/>'],
+      ['active/page.html', 'text/html', '<script>alert(1)</script>'],
+    ]) {
+      ok(await files().upload(name, text(body), { contentType: type }), `upload ${name}`)
+      const blob = ok(await files().download(name), `download ${name}`)
+      assert.deepEqual(await bytesOf(blob), text(body))
+      assert.equal(blob.type, type)
+    }
+    const bad = failed(
+      await files().upload('active/list.png', text('x'), { contentType: 'image/png, text/html' }),
+      'upload with a list of types'
+    )
+    assert.equal(bad.statusCode, '400')
+    assert.match(bad.message, /content type/)
+  })
+
   test('upload with defaults: text/plain;charset=UTF-8, max-age=3600, metadata {}', async () => {
     ok(await files().upload('plain.txt', text('hello')), 'upload')
     const info = ok(await files().info('plain.txt'), 'info')

@@ -1,0 +1,327 @@
+//! Parts: each one's bytes go under a fresh key, staged in the journal before the first byte is
+//! written; the part's row then takes the key out of the journal in the transaction that records
+//! it. A part uploaded again replaces the earlier one, whose key is released (freed after the
+//! grace period).
+
+use chrono::{DateTime, Utc};
+
+use super::{MAX_PART_NUMBER, MultipartUpload};
+use crate::bytes::{ByteRange, ByteStream, new_key};
+use crate::core::meter::{self, Measured};
+use crate::core::objects::too_large;
+use crate::core::{Caller, Error, Operation, Storage};
+
+/// A stored part.
+#[derive(Debug, Clone)]
+pub struct PartInfo {
+    pub part_number: u32,
+    /// The quoted MD5 of the part's bytes, in hex (S3's part ETag).
+    pub etag: String,
+    pub size: u64,
+    /// SHA-256 of the part's bytes, in hex.
+    pub sha256: Option<String>,
+    pub last_modified: DateTime<Utc>,
+}
+
+/// What [`Storage::upload_part_copy`] copies: an object, or a range of its bytes.
+#[derive(Debug, Clone)]
+pub struct PartSource {
+    pub bucket: String,
+    pub name: String,
+    pub range: Option<ByteRange>,
+}
+
+/// One page of [`Storage::list_parts`].
+#[derive(Debug, Clone)]
+pub struct PartList {
+    pub parts: Vec<PartInfo>,
+    /// More parts follow the last one returned.
+    pub truncated: bool,
+}
+
+/// Locks the upload while a part is recorded (completion and abort wait for it).
+const LOCK_UPLOAD: &str = "select in_progress_size, declared_length \
+     from storage.s3_multipart_uploads \
+     where id = $1 and (expires_at is null or expires_at > now()) \
+     for update";
+
+const REMOVE_PART: &str = "delete from storage.s3_multipart_uploads_parts \
+     where upload_id = $1 and part_number = $2 \
+     returning version, size";
+
+const RELEASE_KEYS: &str = "insert into storage.byte_journal (key, state) \
+     select unnest($1::text[]), 'released' \
+     on conflict (key) do nothing";
+
+/// The part's row now references the key: it leaves the journal.
+const ADOPT_PART_KEY: &str = "delete from storage.byte_journal where key = $1 and state = 'staged'";
+
+const INSERT_PART: &str = "insert into storage.s3_multipart_uploads_parts \
+         (upload_id, size, part_number, bucket_id, key, etag, owner_id, version, sha256) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     returning created_at";
+
+/// The upload's running size; every part renews its expiry.
+const UPDATE_UPLOAD: &str = "update storage.s3_multipart_uploads \
+     set in_progress_size = $2, expires_at = now() + make_interval(secs => $3) \
+     where id = $1";
+
+const PART_SIZE: &str = "select size from storage.s3_multipart_uploads_parts \
+     where upload_id = $1 and part_number = $2";
+
+const LAST_PART_NUMBER: &str = "select coalesce(max(part_number), 0) \
+     from storage.s3_multipart_uploads_parts where upload_id = $1";
+
+const LIST_PARTS: &str = "select part_number, etag, size, sha256, created_at \
+     from storage.s3_multipart_uploads_parts \
+     where upload_id = $1 and part_number > $2 \
+     order by part_number \
+     limit $3";
+
+fn check_part_number(part_number: u32) -> Result<i32, Error> {
+    if !(1..=MAX_PART_NUMBER).contains(&part_number) {
+        return Err(Error::InvalidInput(format!(
+            "part number must be an integer between 1 and {MAX_PART_NUMBER}, got {part_number}"
+        )));
+    }
+    Ok(part_number as i32)
+}
+
+fn offset_conflict(offset: u64, current: u64) -> Error {
+    Error::Conflict(format!(
+        "the upload is at offset {current}, not {offset}: another request changed it"
+    ))
+}
+
+impl Storage {
+    /// Stores one part of an upload, replacing an earlier part with the same number. The
+    /// bucket's size limit applies to the running total of the upload's parts.
+    pub async fn upload_part(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        declared_length: Option<u64>,
+    ) -> Result<PartInfo, Error> {
+        let number = check_part_number(part_number)?;
+        let upload = self.multipart_upload(caller, upload_id).await?;
+        self.write_part(upload, number, None, body, declared_length)
+            .await
+    }
+
+    /// Appends a part at `offset` (TUS: `Upload-Offset`): refused with [`Error::Conflict`]
+    /// unless `offset` is the upload's size when the part starts and still is when it is
+    /// recorded, so of two clients appending at once exactly one succeeds. Parts appended this
+    /// way are numbered 1, 2, ... in order.
+    pub async fn append_part(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        offset: u64,
+        body: ByteStream,
+        declared_length: Option<u64>,
+    ) -> Result<PartInfo, Error> {
+        let upload = self.multipart_upload(caller, upload_id).await?;
+        if upload.size != offset {
+            return Err(offset_conflict(offset, upload.size));
+        }
+        let next: i32 = {
+            let conn = self.db.admin().await?;
+            conn.query_one(LAST_PART_NUMBER, &[&upload_id])
+                .await?
+                .get(0)
+        };
+        let number = check_part_number(next as u32 + 1)?;
+        self.write_part(upload, number, Some(offset), body, declared_length)
+            .await
+    }
+
+    /// Stores a part whose bytes are those of an existing object, or a range of them (S3
+    /// UploadPartCopy). The source is read as the caller under `storage.copy`. The bytes are
+    /// copied: a part is a key of its own.
+    pub async fn upload_part_copy(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        part_number: u32,
+        source: PartSource,
+    ) -> Result<PartInfo, Error> {
+        let number = check_part_number(part_number)?;
+        let upload = self.multipart_upload(caller, upload_id).await?;
+        let row = self
+            .object(caller, Operation::Copy, &source.bucket, &source.name)
+            .await?;
+        let size = row.measured_size()?;
+        if let Some(range) = source.range
+            && (range.end < range.start || range.end >= size)
+        {
+            return Err(Error::RangeNotSatisfiable(format!(
+                "the range {}-{} is not within the source's {size} bytes",
+                range.start, range.end
+            )));
+        }
+        let length = source.range.map_or(size, |r| r.len());
+        let body = self.read(&row, source.range).await?;
+        self.write_part(upload, number, None, body, Some(length))
+            .await
+    }
+
+    /// Streams a part under a fresh staged key and records it.
+    async fn write_part(
+        &self,
+        upload: MultipartUpload,
+        number: i32,
+        expected_offset: Option<u64>,
+        body: ByteStream,
+        declared_length: Option<u64>,
+    ) -> Result<PartInfo, Error> {
+        let upload_id = upload.id.as_str();
+        let target = self.write_target(&upload.bucket, &upload.name).await?;
+        let limit = self.effective_limit(&target);
+        let replaced = {
+            let conn = self.db.admin().await?;
+            let row = conn.query_opt(PART_SIZE, &[&upload_id, &number]).await?;
+            row.map_or(0, |row| row.get::<_, i64>(0)).max(0) as u64
+        };
+        // What the other parts leave of the limit: exact unless parts arrive concurrently,
+        // which the recording transaction checks again.
+        let others = upload.size.saturating_sub(replaced);
+        let mut room = limit.saturating_sub(others);
+        if let Some(declared) = upload.declared_length {
+            room = room.min(declared.saturating_sub(others));
+        }
+        if declared_length.is_some_and(|len| len > room) {
+            return Err(too_large());
+        }
+
+        let key = new_key();
+        self.stage(&key).await?;
+        let (body, meter) = meter::metered(body, room, self.limits.body_idle_timeout);
+        if let Err(error) = self.stream_into(&key, body).await {
+            self.discard_after(&key, &error).await;
+            return Err(self.body_error(&meter, error));
+        }
+        let measured = meter::finish(&meter);
+        match self
+            .record_part(&upload, number, expected_offset, &key, &measured, limit)
+            .await
+        {
+            Ok(part) => Ok(part),
+            Err(error) => {
+                self.discard(&key).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Records a written part in one transaction: the upload is locked, an earlier part with
+    /// the same number released, the new key adopted from the journal.
+    async fn record_part(
+        &self,
+        upload: &MultipartUpload,
+        number: i32,
+        expected_offset: Option<u64>,
+        key: &str,
+        measured: &Measured,
+        limit: u64,
+    ) -> Result<PartInfo, Error> {
+        let tx = self.db.admin_tx().await?;
+        let locked = tx
+            .query_opt(LOCK_UPLOAD, &[&upload.id])
+            .await?
+            .ok_or(Error::NoSuchUpload)?;
+        let current: i64 = locked.get(0);
+        let declared: Option<i64> = locked.get(1);
+        let old = tx.query(REMOVE_PART, &[&upload.id, &number]).await?;
+        if let Some(offset) = expected_offset {
+            // An append never replaces: another client got there first.
+            let current = current.max(0) as u64;
+            if current != offset || !old.is_empty() {
+                return Err(offset_conflict(offset, current));
+            }
+        }
+        let old_keys: Vec<String> = old.iter().map(|row| row.get(0)).collect();
+        let old_size: i64 = old.iter().map(|row| row.get::<_, i64>(1)).sum();
+        if !old_keys.is_empty() {
+            tx.execute(RELEASE_KEYS, &[&old_keys]).await?;
+        }
+        let size = i64::try_from(measured.size).map_err(|_| too_large())?;
+        let total = current - old_size + size;
+        if total as u64 > limit {
+            return Err(too_large());
+        }
+        if declared.is_some_and(|declared| total > declared) {
+            return Err(Error::PayloadTooLarge(
+                "the parts exceed the upload's declared length".into(),
+            ));
+        }
+        if tx.execute(ADOPT_PART_KEY, &[&key]).await? == 0 {
+            // The lease ran out and the collector took the key.
+            return Err(Error::Unavailable(
+                "the part's staged bytes expired before it was recorded; retry".into(),
+            ));
+        }
+        let etag = format!("\"{}\"", measured.md5_hex);
+        let created: DateTime<Utc> = tx
+            .query_one(
+                INSERT_PART,
+                &[
+                    &upload.id,
+                    &size,
+                    &number,
+                    &upload.bucket,
+                    &upload.name,
+                    &etag,
+                    &upload.owner,
+                    &key,
+                    &measured.sha256_hex,
+                ],
+            )
+            .await?
+            .get(0);
+        let expiry = self.limits.multipart_expiry.as_secs_f64();
+        tx.execute(UPDATE_UPLOAD, &[&upload.id, &total, &expiry])
+            .await?;
+        tx.commit().await?;
+        Ok(PartInfo {
+            part_number: number as u32,
+            etag,
+            size: measured.size,
+            sha256: Some(measured.sha256_hex.clone()),
+            last_modified: created,
+        })
+    }
+
+    /// The parts of an upload after `part_number_marker`, in order, at most `max` (1..=1000).
+    pub async fn list_parts(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        part_number_marker: Option<u32>,
+        max: usize,
+    ) -> Result<PartList, Error> {
+        self.multipart_upload(caller, upload_id).await?;
+        let max = max.clamp(1, 1000);
+        let marker = part_number_marker.unwrap_or(0).min(MAX_PART_NUMBER) as i32;
+        let limit = max as i64 + 1;
+        let conn = self.db.admin().await?;
+        let statement = conn.prepare_cached(LIST_PARTS).await?;
+        let rows = conn
+            .query(&statement, &[&upload_id, &marker, &limit])
+            .await?;
+        let truncated = rows.len() > max;
+        let parts = rows
+            .iter()
+            .take(max)
+            .map(|row| PartInfo {
+                part_number: row.get::<_, i32>("part_number") as u32,
+                etag: row.get("etag"),
+                size: row.get::<_, i64>("size").max(0) as u64,
+                sha256: row.get("sha256"),
+                last_modified: row.get("created_at"),
+            })
+            .collect();
+        Ok(PartList { parts, truncated })
+    }
+}
