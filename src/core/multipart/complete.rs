@@ -190,6 +190,7 @@ impl Storage {
             name: &upload.name,
             owner: upload.owner.clone(),
             user_metadata: upload.user_metadata.clone(),
+            signed: None,
         };
 
         let tx = self.begin(caller, write_operation(overwrite)).await?;

@@ -189,6 +189,7 @@ impl Storage {
             name: &create.name,
             owner: create.owner.clone().or_else(|| caller.owner()),
             user_metadata: create.user_metadata.clone(),
+            signed: None,
         };
         self.check_settling(caller, &write, target.exists, create.upsert)
             .await?;
