@@ -539,7 +539,7 @@ impl Storage {
         }
         let (id, key) = if super::multipart::is_manifest(&source_key) {
             // Segments are immutable: the copy shares them, copying no bytes.
-            self.copy_segmented(caller, &write, &source_key, &metadata, target.exists)
+            self.copy_segmented(caller, &write, &source_key, &metadata, overwrite, refusal)
                 .await?
         } else if self.bytes.in_database() {
             self.copy_in_database(caller, &write, &source_key, &metadata, overwrite, refusal)
@@ -1069,7 +1069,11 @@ pub(super) async fn write_row_settling(
 /// allowed; a refused one answers 409 if the caller may see the row, else the same 403 as for
 /// a missing key. A refused overwrite is that 403 as well, whether the row is hidden from the
 /// caller or only not theirs to change.
-async fn probe_write(tx: &Tx, write: &RowWrite<'_>, overwrite: bool) -> Result<(), Error> {
+pub(super) async fn probe_write(
+    tx: &Tx,
+    write: &RowWrite<'_>,
+    overwrite: bool,
+) -> Result<(), Error> {
     tx.batch("savepoint write_probe").await?;
     let probed = probe_row(tx, write, overwrite).await;
     tx.batch("rollback to savepoint write_probe").await?;
