@@ -687,6 +687,35 @@ impl Storage {
         }
     }
 
+    /// [`probe_write`] inside a write's transaction (begun under `write_operation(overwrite)`);
+    /// for an upsert whose target was created or deleted concurrently, probes the other mode
+    /// instead, under that mode's operation name. Returns whether the write overwrites.
+    pub(super) async fn probe_settling(
+        &self,
+        tx: &Tx,
+        write: &RowWrite<'_>,
+        mut overwrite: bool,
+        upsert: bool,
+    ) -> Result<bool, Error> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let error = match probe_write(tx, write, overwrite).await {
+                Ok(()) => return Ok(overwrite),
+                Err(error) => error,
+            };
+            let next = match upsert && attempts < SETTLE_ATTEMPTS {
+                true => self.settles(&error, write, overwrite).await?,
+                false => None,
+            };
+            let Some(next) = next else {
+                return Err(error);
+            };
+            overwrite = next;
+            switch_operation(tx, write_operation(overwrite)).await?;
+        }
+    }
+
     /// Whether a failed probe only means the target changed under a concurrent request, and
     /// if so the mode to probe next: an insert that collided becomes an overwrite; an overwrite
     /// refused because its row has gone since becomes an insert (one refused while the row is
@@ -790,24 +819,7 @@ impl Storage {
     ) -> Result<Uuid, Error> {
         let tx = self.begin(caller, operation).await?;
         // The policy check comes before any byte is written, as on every store.
-        let mut overwrite = overwrite;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let error = match probe_write(&tx, write, overwrite).await {
-                Ok(()) => break,
-                Err(error) => error,
-            };
-            let next = match upsert && attempts < SETTLE_ATTEMPTS {
-                true => self.settles(&error, write, overwrite).await?,
-                false => None,
-            };
-            let Some(next) = next else {
-                return Err(error);
-            };
-            overwrite = next;
-            switch_operation(&tx, write_operation(overwrite)).await?;
-        }
+        let overwrite = self.probe_settling(&tx, write, overwrite, upsert).await?;
         if let Some(refusal) = refusal {
             return Err(refusal);
         }
