@@ -1398,3 +1398,79 @@ async fn completing_an_upload_asks_the_policies_first() {
         .unwrap();
     assert_eq!(done.size, 200);
 }
+
+/// A segmented object is copied like any other: the policies first (a refused caller gets the
+/// one 403, over an existing key too), then the destination bucket's size limit and types.
+#[tokio::test]
+async fn copying_a_segmented_object_asks_the_policies_then_the_destination_bucket() {
+    let s = setup(common::test_backend()).await;
+    s.server.db.sql(OWN_FOLDER_POLICIES).await;
+    upload_parts(
+        &s.storage,
+        &service(),
+        "shared/src.bin",
+        &[data(1000, 1), data(99, 2)],
+    )
+    .await;
+    upload_parts(&s.storage, &service(), "alice/there.bin", &[data(5, 3)]).await;
+    s.server.create_bucket("small", false).await;
+    s.server
+        .db
+        .sql("update storage.buckets set file_size_limit = 1000 where id = 'small'")
+        .await;
+    s.server.create_bucket("images", false).await;
+    s.server
+        .db
+        .sql("update storage.buckets set allowed_mime_types = '{image/*}' where id = 'images'")
+        .await;
+    let copy = |bucket: &str, destination: &str, upsert: bool| CopyRequest {
+        bucket: "mp".into(),
+        source: "shared/src.bin".into(),
+        destination_bucket: bucket.into(),
+        destination: destination.into(),
+        copy_metadata: true,
+        user_metadata: None,
+        upsert,
+    };
+    let bob = caller("authenticated", Some("bob"));
+    for (what, request) in [
+        ("an existing key", copy("mp", "alice/there.bin", false)),
+        (
+            "an existing key, upsert",
+            copy("mp", "alice/there.bin", true),
+        ),
+        ("a missing key", copy("mp", "alice/new.bin", false)),
+        ("over the size limit", copy("small", "alice/new.bin", false)),
+        ("a refused type", copy("images", "alice/new.bin", false)),
+    ] {
+        denied(s.storage.copy_object(&bob, request).await, what);
+    }
+    assert!(matches!(
+        s.storage
+            .copy_object(&bob, copy("small", "bob/new.bin", false))
+            .await,
+        Err(Error::PayloadTooLarge(_))
+    ));
+    assert!(matches!(
+        s.storage
+            .copy_object(&bob, copy("images", "bob/new.bin", false))
+            .await,
+        Err(Error::UnsupportedMediaType(_))
+    ));
+    let alice = caller("authenticated", Some("alice"));
+    assert!(matches!(
+        s.storage
+            .copy_object(&alice, copy("mp", "alice/there.bin", false))
+            .await,
+        Err(Error::AlreadyExists)
+    ));
+    s.storage
+        .copy_object(&bob, copy("mp", "bob/copy.bin", false))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.server.stored_keys().await,
+        3,
+        "refused copies left nothing"
+    );
+}
