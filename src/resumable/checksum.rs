@@ -120,7 +120,10 @@ mod tests {
         let body = futures::stream::iter([Ok(Bytes::from_static(data))]).boxed();
         let (stream, flag) = verified(body, expected);
         let results: Vec<_> = stream.collect().await;
-        (results.iter().all(Result::is_ok), flag.load(Ordering::SeqCst))
+        (
+            results.iter().all(Result::is_ok),
+            flag.load(Ordering::SeqCst),
+        )
     }
 
     #[tokio::test]

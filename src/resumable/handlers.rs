@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequestParts, OriginalUri, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -172,7 +172,16 @@ async fn create_upload(
     let mut offset = 0;
     if with_upload {
         let content_length = protocol::number(&parts.headers, "content-length")?;
-        offset = append(&state, &access.caller, &upload, 0, body, content_length, checksum).await?;
+        offset = append(
+            &state,
+            &access.caller,
+            &upload,
+            0,
+            body,
+            content_length,
+            checksum,
+        )
+        .await?;
     }
     let mut answer = response(StatusCode::CREATED)
         .header(
@@ -190,7 +199,12 @@ async fn create_upload(
 
 /// The upload URL: the path the creation was posted to, plus the upload's id.
 fn location(parts: &Parts, bucket: &str, name: &str, upload_id: &str) -> String {
-    let path = parts.uri.path().trim_end_matches('/');
+    // Under `/storage/v1` the router sees the path without its prefix; the client needs it.
+    let path = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map_or_else(|| parts.uri.path(), |original| original.0.path())
+        .trim_end_matches('/');
     let id = protocol::encode_id(bucket, name, upload_id);
     match origin(parts) {
         Some(origin) => format!("{origin}{path}/{id}"),
@@ -293,7 +307,9 @@ async fn open(
     if let Some(grant) = &access.grant
         && (grant.owner != upload.owner || grant.upsert != upload.upsert)
     {
-        return Err(Error::Forbidden("the upload was not created with this signed token".into()).into());
+        return Err(
+            Error::Forbidden("the upload was not created with this signed token".into()).into(),
+        );
     }
     Ok((access, upload))
 }

@@ -11,10 +11,11 @@ mod handlers;
 mod protocol;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{head, post};
-use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use crate::http::AppState;
 
@@ -43,47 +44,61 @@ pub fn routes() -> Router<AppState> {
                 .delete(handlers::delete)
                 .options(handlers::options),
         )
-        .layer(axum::middleware::map_response(tus_resumable))
-        .layer(cors())
+        .layer(axum::middleware::from_fn(tus_headers))
 }
 
-/// Every answer names the protocol version, errors included.
-async fn tus_resumable(mut response: Response) -> Response {
-    response.headers_mut().insert(
+/// Every answer names the protocol version, errors included, and carries the CORS headers a
+/// browser needs. A preflight (OPTIONS with `Access-Control-Request-Method`) is answered by the
+/// OPTIONS handler, whose TUS headers do no harm to it; the allowances are added here.
+async fn tus_headers(request: Request, next: Next) -> Response {
+    let origin = request.headers().contains_key(header::ORIGIN);
+    let preflight = request.method() == Method::OPTIONS
+        && request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let requested_headers = request
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
         HeaderName::from_static("tus-resumable"),
         HeaderValue::from_static(protocol::TUS_VERSION),
     );
+    if origin {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSED),
+        );
+    }
+    if preflight {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST, HEAD, PATCH, DELETE, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            requested_headers.unwrap_or(HeaderValue::from_static(ALLOWED)),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+    }
     response
 }
 
 /// Headers a browser's script may read from the answers.
-const EXPOSED: [&str; 11] = [
-    "location",
-    "upload-offset",
-    "upload-length",
-    "upload-defer-length",
-    "upload-metadata",
-    "upload-expires",
-    "tus-resumable",
-    "tus-version",
-    "tus-extension",
-    "tus-max-size",
-    "tus-checksum-algorithm",
-];
+const EXPOSED: &str = "Location, Upload-Offset, Upload-Length, Upload-Defer-Length, \
+     Upload-Metadata, Upload-Expires, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, \
+     Tus-Checksum-Algorithm";
 
-/// Browsers upload from other origins (Uppy, tus-js-client in a web page): preflights are
-/// answered here, and the TUS headers and `Location` are exposed to scripts.
-fn cors() -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::any())
-        .allow_methods([
-            Method::POST,
-            Method::HEAD,
-            Method::PATCH,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
-        .allow_headers(AllowHeaders::mirror_request())
-        .expose_headers(EXPOSED.map(HeaderName::from_static))
-        .max_age(std::time::Duration::from_secs(24 * 3600))
-}
+/// Headers a request may carry, when a preflight does not list them.
+const ALLOWED: &str = "Authorization, ApiKey, X-Upsert, X-Signature, Content-Type, \
+     Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Checksum, \
+     Upload-Concat, Tus-Resumable, X-Requested-With, X-HTTP-Method-Override, X-Client-Info";

@@ -169,7 +169,9 @@ pub fn render_metadata(
         format!("objectName {}", STANDARD.encode(name)),
         format!("contentType {}", STANDARD.encode(content_type)),
     ];
-    let seconds = cache_control.strip_prefix("max-age=").unwrap_or(cache_control);
+    let seconds = cache_control
+        .strip_prefix("max-age=")
+        .unwrap_or(cache_control);
     pairs.push(format!("cacheControl {}", STANDARD.encode(seconds)));
     if let Some(meta) = user_metadata {
         pairs.push(format!("metadata {}", STANDARD.encode(meta.to_string())));
