@@ -133,10 +133,8 @@ pub fn parse_metadata(headers: &HeaderMap) -> Result<Metadata, ApiError> {
             "bucketName" => bucket = Some(value),
             "objectName" => name = Some(value),
             "contentType" if !value.is_empty() => meta.content_type = Some(value),
-            "cacheControl" => {
-                if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                    meta.cache_control = format!("max-age={value}");
-                }
+            "cacheControl" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                meta.cache_control = format!("max-age={value}");
             }
             "metadata" if !value.is_empty() => {
                 let json: Value = serde_json::from_str(&value).map_err(|e| {
