@@ -441,14 +441,14 @@ async fn patch_upload(
     let mut answer = response(StatusCode::NO_CONTENT).header("upload-offset", offset);
     if upload.declared_length == Some(offset) {
         complete(&state, &access.caller, &upload, offset).await?;
-    } else if let Some(expires) = state
-        .storage
-        .multipart_upload(&access.caller, &upload.id)
-        .await
-        .ok()
-        .and_then(|u| u.expires_at)
-    {
-        answer = answer.header("upload-expires", http_date(expires));
+    } else {
+        // Every part renews the expiry by the configured period (no need to read it back).
+        let renewed = chrono::Duration::from_std(state.storage.limits().multipart_expiry)
+            .ok()
+            .and_then(|period| Utc::now().checked_add_signed(period));
+        if let Some(expires) = renewed {
+            answer = answer.header("upload-expires", http_date(expires));
+        }
     }
     finish(answer)
 }
