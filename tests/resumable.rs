@@ -892,3 +892,28 @@ async fn two_servers_take_turns_on_one_upload() {
     assert_eq!(status, 200);
     assert_eq!(bytes, all);
 }
+
+#[tokio::test]
+async fn behind_a_proxy_the_location_is_the_public_url() {
+    let server = setup().await;
+    let response = server
+        .request(
+            Method::POST,
+            "/storage/v1/upload/resumable/",
+            Some(&server.service_key()),
+        )
+        .header("tus-resumable", "1.0.0")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "files.example.com")
+        .header("upload-length", "1")
+        .header("upload-metadata", metadata("up", "p.bin", &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let location = header(&response, "location").unwrap();
+    assert!(
+        location.starts_with("https://files.example.com/storage/v1/upload/resumable/"),
+        "{location}"
+    );
+}

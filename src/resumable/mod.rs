@@ -26,8 +26,17 @@ pub fn routes() -> Router<AppState> {
             "/upload/resumable",
             post(handlers::create).options(handlers::options),
         )
+        // Clients are often configured with a trailing slash.
+        .route(
+            "/upload/resumable/",
+            post(handlers::create).options(handlers::options),
+        )
         .route(
             "/upload/resumable/sign",
+            post(handlers::create_signed).options(handlers::options),
+        )
+        .route(
+            "/upload/resumable/sign/",
             post(handlers::create_signed).options(handlers::options),
         )
         .route(
