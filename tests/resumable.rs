@@ -391,9 +391,30 @@ async fn protocol_errors_have_their_statuses_and_lose_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // POST with a method override, as tus-js-client's overridePatchMethod sends it.
+    let r = server
+        .request(Method::POST, &path, Some(&key))
+        .header("tus-resumable", "1.0.0")
+        .header("x-http-method-override", "PATCH")
+        .header("content-type", OCTETS)
+        .header("upload-offset", "4")
+        .body(vec![5; 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(header(&r, "upload-offset").as_deref(), Some("5"));
+    let r = server
+        .request(Method::POST, &path, Some(&key))
+        .header("tus-resumable", "1.0.0")
+        .body(vec![5; 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
     // The rest completes it.
     assert_eq!(
-        patch(&server, Some(&key), &path, 4, vec![5; 6])
+        patch(&server, Some(&key), &path, 5, vec![5; 5])
             .send()
             .await
             .unwrap()

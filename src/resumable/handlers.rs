@@ -453,6 +453,47 @@ async fn patch_upload(
     finish(answer)
 }
 
+/// `POST` with `X-HTTP-Method-Override: PATCH` (or `DELETE`), for clients behind proxies that
+/// only pass GET and POST (tus-js-client's `overridePatchMethod`).
+pub async fn overridden(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    override_method(state, request, id, false).await
+}
+
+pub async fn overridden_signed(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    override_method(state, request, id, true).await
+}
+
+async fn override_method(
+    state: AppState,
+    request: Request,
+    id: String,
+    signed: bool,
+) -> Result<Response, ApiError> {
+    let method = request
+        .headers()
+        .get("x-http-method-override")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_uppercase());
+    match method.as_deref() {
+        Some("PATCH") => patch_upload(state, request, id, signed).await,
+        Some("DELETE") => delete_upload(state, request, id, signed).await,
+        _ => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "MethodNotAllowed",
+            "POST to an upload URL needs X-HTTP-Method-Override: PATCH or DELETE",
+        )),
+    }
+}
+
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,

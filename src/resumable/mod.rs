@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/upload/resumable/sign/{id}",
             head(handlers::head_signed)
+                .post(handlers::overridden_signed)
                 .patch(handlers::patch_signed)
                 .delete(handlers::delete_signed)
                 .options(handlers::options),
@@ -49,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/upload/resumable/{id}",
             head(handlers::head)
+                .post(handlers::overridden)
                 .patch(handlers::patch)
                 .delete(handlers::delete)
                 .options(handlers::options),
