@@ -315,7 +315,8 @@ async fn signed_resumable_uploads_belong_to_the_signer_and_stay_on_their_path() 
     assert_eq!(r.status(), 201);
     let path = path_of(&server, &r);
     assert!(path.starts_with("/upload/resumable/sign/"), "{path}");
-    // Without the signature the upload is not reachable, nor through the unsigned route.
+    // Without the signature the upload is not reachable, nor through the unsigned route by
+    // anyone but its signer (it runs as the signer, under the signer's policies).
     assert_eq!(
         patch(&server, None, &path, 0, vec![1; 3])
             .send()
@@ -325,8 +326,9 @@ async fn signed_resumable_uploads_belong_to_the_signer_and_stay_on_their_path() 
         400
     );
     let unsigned = path.replace("/sign/", "/");
+    let bob = server.user_key("bob");
     assert_eq!(
-        patch(&server, Some(&alice), &unsigned, 0, vec![1; 3])
+        patch(&server, Some(&bob), &unsigned, 0, vec![1; 3])
             .send()
             .await
             .unwrap()

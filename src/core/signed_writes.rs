@@ -16,6 +16,7 @@ use tokio_postgres::error::SqlState;
 use super::objects::{RowWrite, probe_row, write_denied};
 use super::{Caller, Error, Operation, Storage};
 use crate::auth::Identity;
+use crate::auth::signed_url::UploadGrant;
 use crate::db::Tx;
 
 /// What a signed upload URL carries into its use.
@@ -163,6 +164,30 @@ impl Storage {
             signed.used = row.get(2);
         }
         Ok(signed)
+    }
+
+    /// Who a signed upload URL acts as when a front runs the upload as its signer (resumable
+    /// uploads): the role and claims recorded when it was signed, else what the token names.
+    pub async fn upload_signer(&self, grant: &UploadGrant) -> Result<Identity, Error> {
+        let conn = self.db.admin().await?;
+        let statement = conn
+            .prepare_cached(
+                "select signer_role, signer_claims \
+                 from storage.signed_upload_uses where token_id = $1",
+            )
+            .await?;
+        if let Some(row) = conn.query_opt(&statement, &[&grant.id]).await?
+            && let serde_json::Value::Object(claims) = row.get::<_, serde_json::Value>(1)
+        {
+            return Ok(Identity {
+                role: row.get(0),
+                claims,
+            });
+        }
+        Ok(Identity {
+            role: grant.role.clone().unwrap_or_else(|| Identity::ANON.into()),
+            claims: grant.claims_in_token(),
+        })
     }
 
     /// Forgets the uses of tokens that expired long enough ago that no server, whatever its

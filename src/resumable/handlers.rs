@@ -15,7 +15,6 @@ use super::checksum;
 use super::protocol::{
     self, CHECKSUM_ALGORITHMS, CHECKSUM_MISMATCH, TUS_EXTENSIONS, TUS_VERSION, bad_request,
 };
-use crate::auth::Identity;
 use crate::auth::signed_url::{self, Scope, UploadGrant};
 use crate::core::multipart::{CreateMultipart, MultipartUpload};
 use crate::core::{Caller, Error};
@@ -48,8 +47,9 @@ pub async fn options(State(state): State<AppState>) -> Result<Response, ApiError
     )
 }
 
-/// Who a request acts as. A signed request runs with privilege, limited to what its token
-/// grants: one object, the token's upsert flag, and the signer as the object's owner.
+/// Who a request acts as. A signed request acts as the token's signer (under the signer's
+/// policies at the time of each step), limited to what its token grants: one object, the
+/// token's upsert flag, and the signer as the object's owner.
 struct Access {
     caller: Caller,
     grant: Option<UploadGrant>,
@@ -72,15 +72,16 @@ async fn access(
         .get("x-signature")
         .and_then(|v| v.to_str().ok());
     let token = signed_url::verify(state.auth.keys(), signature, bucket, name, Scope::Upload)?;
+    let Some(grant) = token.upload else {
+        return Err(Error::Forbidden("the token does not grant an upload".into()).into());
+    };
+    // The upload runs as its signer, under the signer's policies as they are when each step
+    // happens: a token never outlives the policies that granted it.
     let PublicCaller(mut caller) = PublicCaller::from_request_parts(parts, state).await?;
-    caller.identity = Identity::service();
+    caller.identity = state.storage.upload_signer(&grant).await?;
     Ok(Access {
         caller,
-        grant: Some(token.upload.unwrap_or(UploadGrant {
-            owner: None,
-            role: None,
-            upsert: false,
-        })),
+        grant: Some(grant),
     })
 }
 
