@@ -11,4 +11,5 @@ pub mod config;
 pub mod core;
 pub mod db;
 pub mod http;
+pub mod resumable;
 pub mod s3;

@@ -1180,3 +1180,301 @@ async fn a_declared_length_bounds_the_parts() {
         Err(Error::PayloadTooLarge(_))
     ));
 }
+
+/// Policies under which `authenticated` callers write only their own folder and see only their
+/// own folder and `shared/`.
+const OWN_FOLDER_POLICIES: &str =
+    "create policy own_insert on storage.objects for insert to authenticated
+         with check ((storage.foldername(name))[1] = auth.uid());
+     create policy own_read on storage.objects for select to authenticated
+         using ((storage.foldername(name))[1] in ('shared', auth.uid()));";
+
+fn denied(result: Result<impl std::fmt::Debug, Error>, what: &str) {
+    match result {
+        Err(Error::Forbidden(message)) => assert_eq!(
+            message, "new row violates row-level security policy",
+            "{what}: the one write-denied answer"
+        ),
+        other => panic!("{what}: expected the write-denied 403, got {other:?}"),
+    }
+}
+
+/// Policy first on creating an upload: whatever exists, whatever the bucket's rules, a caller
+/// the policies refuse gets the same 403; one they allow learns of the existing key (409), the
+/// refused type (415) and the announced length over the limit (413).
+#[tokio::test]
+async fn creating_an_upload_asks_the_policies_first() {
+    let s = setup(common::test_backend()).await;
+    s.server.db.sql(OWN_FOLDER_POLICIES).await;
+    s.server
+        .db
+        .sql(
+            "update storage.buckets set file_size_limit = 100, allowed_mime_types = '{image/*}' \
+             where id = 'mp'",
+        )
+        .await;
+    let mut existing = create("alice/there.png");
+    existing.content_type = None;
+    let upload = s
+        .storage
+        .create_multipart(&service(), existing)
+        .await
+        .unwrap();
+    s.storage
+        .upload_part(&service(), &upload.id, 1, body(b"png"), None)
+        .await
+        .unwrap();
+    s.storage
+        .complete_multipart_uploaded(&service(), &upload.id, 1)
+        .await
+        .unwrap();
+
+    let request = |name: &str, kind: &str, length: Option<u64>| CreateMultipart {
+        bucket: "mp".into(),
+        name: name.into(),
+        content_type: Some(kind.into()),
+        upsert: false,
+        declared_length: length,
+        ..CreateMultipart::default()
+    };
+    let bob = caller("authenticated", Some("bob"));
+    for (what, create) in [
+        (
+            "an existing key",
+            request("alice/there.png", "image/png", None),
+        ),
+        ("a missing key", request("alice/new.png", "image/png", None)),
+        (
+            "a refused type",
+            request("alice/new.txt", "text/plain", None),
+        ),
+        (
+            "a length over the limit",
+            request("alice/new.png", "image/png", Some(101)),
+        ),
+        (
+            "a missing bucket",
+            CreateMultipart {
+                bucket: "nowhere".into(),
+                ..request("alice/new.png", "image/png", None)
+            },
+        ),
+    ] {
+        denied(s.storage.create_multipart(&bob, create.clone()).await, what);
+        denied(
+            s.storage
+                .create_multipart(&caller("anon", None), create)
+                .await,
+            what,
+        );
+    }
+
+    let alice = caller("authenticated", Some("alice"));
+    assert!(matches!(
+        s.storage
+            .create_multipart(&alice, request("alice/there.png", "image/png", None))
+            .await,
+        Err(Error::AlreadyExists)
+    ));
+    assert!(matches!(
+        s.storage
+            .create_multipart(&alice, request("alice/new.txt", "text/plain", None))
+            .await,
+        Err(Error::UnsupportedMediaType(_))
+    ));
+    assert!(matches!(
+        s.storage
+            .create_multipart(&alice, request("alice/new.png", "image/png", Some(101)))
+            .await,
+        Err(Error::PayloadTooLarge(_))
+    ));
+    s.storage
+        .create_multipart(&alice, request("alice/new.png", "image/png", Some(100)))
+        .await
+        .unwrap();
+}
+
+/// Policy first on completion too: once the policies refuse the caller, completing answers the
+/// one 403 whether the key was created meanwhile or the bucket's rules changed; a caller they
+/// allow gets 409, 415 and 413.
+#[tokio::test]
+async fn completing_an_upload_asks_the_policies_first() {
+    let s = setup(common::test_backend()).await;
+    s.server.db.sql(OWN_FOLDER_POLICIES).await;
+    let alice = caller("authenticated", Some("alice"));
+    let mut request = create("alice/late.bin");
+    request.upsert = false;
+    let upload = s.storage.create_multipart(&alice, request).await.unwrap();
+    s.storage
+        .upload_part(&alice, &upload.id, 1, body(&data(200, 1)), None)
+        .await
+        .unwrap();
+    // Meanwhile the key is taken and the bucket's rules change.
+    let mut taken = create("alice/late.bin");
+    taken.upsert = false;
+    let other = s.storage.create_multipart(&service(), taken).await.unwrap();
+    s.storage
+        .upload_part(&service(), &other.id, 1, body(b"first"), None)
+        .await
+        .unwrap();
+    s.storage
+        .complete_multipart_uploaded(&service(), &other.id, 1)
+        .await
+        .unwrap();
+    s.server
+        .db
+        .sql(
+            "update storage.buckets set file_size_limit = 100, allowed_mime_types = '{image/*}' \
+             where id = 'mp'",
+        )
+        .await;
+    let parts = [CompletePart {
+        part_number: 1,
+        etag: None,
+    }];
+
+    // Alice's own folder is no longer hers to write, nor to see.
+    s.server
+        .db
+        .sql(
+            "alter policy own_insert on storage.objects
+                 with check ((storage.foldername(name))[1] = 'nobody');
+             alter policy own_read on storage.objects
+                 using ((storage.foldername(name))[1] = 'nobody');",
+        )
+        .await;
+    denied(
+        s.storage
+            .complete_multipart(&alice, &upload.id, &parts)
+            .await,
+        "an existing key, a refused type and size",
+    );
+    s.server
+        .db
+        .sql(
+            "alter policy own_read on storage.objects
+                 using ((storage.foldername(name))[1] = auth.uid());",
+        )
+        .await;
+    // She may see the key again: it exists (409) though she may not write there.
+    assert!(matches!(
+        s.storage
+            .complete_multipart(&alice, &upload.id, &parts)
+            .await,
+        Err(Error::AlreadyExists)
+    ));
+    s.server
+        .db
+        .sql(
+            "alter policy own_insert on storage.objects
+                 with check ((storage.foldername(name))[1] = auth.uid());",
+        )
+        .await;
+    s.storage
+        .delete_object(&service(), "mp", "alice/late.bin")
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.storage
+            .complete_multipart(&alice, &upload.id, &parts)
+            .await,
+        Err(Error::UnsupportedMediaType(_))
+    ));
+    s.server
+        .db
+        .sql("update storage.buckets set allowed_mime_types = null where id = 'mp'")
+        .await;
+    assert!(matches!(
+        s.storage
+            .complete_multipart(&alice, &upload.id, &parts)
+            .await,
+        Err(Error::PayloadTooLarge(_))
+    ));
+    s.server
+        .db
+        .sql("update storage.buckets set file_size_limit = null where id = 'mp'")
+        .await;
+    let done = s
+        .storage
+        .complete_multipart(&alice, &upload.id, &parts)
+        .await
+        .unwrap();
+    assert_eq!(done.size, 200);
+}
+
+/// A segmented object is copied like any other: the policies first (a refused caller gets the
+/// one 403, over an existing key too), then the destination bucket's size limit and types.
+#[tokio::test]
+async fn copying_a_segmented_object_asks_the_policies_then_the_destination_bucket() {
+    let s = setup(common::test_backend()).await;
+    s.server.db.sql(OWN_FOLDER_POLICIES).await;
+    upload_parts(
+        &s.storage,
+        &service(),
+        "shared/src.bin",
+        &[data(1000, 1), data(99, 2)],
+    )
+    .await;
+    upload_parts(&s.storage, &service(), "alice/there.bin", &[data(5, 3)]).await;
+    s.server.create_bucket("small", false).await;
+    s.server
+        .db
+        .sql("update storage.buckets set file_size_limit = 1000 where id = 'small'")
+        .await;
+    s.server.create_bucket("images", false).await;
+    s.server
+        .db
+        .sql("update storage.buckets set allowed_mime_types = '{image/*}' where id = 'images'")
+        .await;
+    let copy = |bucket: &str, destination: &str, upsert: bool| CopyRequest {
+        bucket: "mp".into(),
+        source: "shared/src.bin".into(),
+        destination_bucket: bucket.into(),
+        destination: destination.into(),
+        copy_metadata: true,
+        user_metadata: None,
+        upsert,
+        headers: Default::default(),
+    };
+    let bob = caller("authenticated", Some("bob"));
+    for (what, request) in [
+        ("an existing key", copy("mp", "alice/there.bin", false)),
+        (
+            "an existing key, upsert",
+            copy("mp", "alice/there.bin", true),
+        ),
+        ("a missing key", copy("mp", "alice/new.bin", false)),
+        ("over the size limit", copy("small", "alice/new.bin", false)),
+        ("a refused type", copy("images", "alice/new.bin", false)),
+    ] {
+        denied(s.storage.copy_object(&bob, request).await, what);
+    }
+    assert!(matches!(
+        s.storage
+            .copy_object(&bob, copy("small", "bob/new.bin", false))
+            .await,
+        Err(Error::PayloadTooLarge(_))
+    ));
+    assert!(matches!(
+        s.storage
+            .copy_object(&bob, copy("images", "bob/new.bin", false))
+            .await,
+        Err(Error::UnsupportedMediaType(_))
+    ));
+    let alice = caller("authenticated", Some("alice"));
+    assert!(matches!(
+        s.storage
+            .copy_object(&alice, copy("mp", "alice/there.bin", false))
+            .await,
+        Err(Error::AlreadyExists)
+    ));
+    s.storage
+        .copy_object(&bob, copy("mp", "bob/copy.bin", false))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.server.stored_keys().await,
+        3,
+        "refused copies left nothing"
+    );
+}

@@ -1,9 +1,12 @@
 //! Signed-URL tokens: short-lived HS256 JWTs, signed with the server's secret, that carry the
 //! right to download or upload exactly one object.
 //!
-//! Claims: `url` (`<bucket>/<name>`), `scope` (`download` | `upload`), `aud`
-//! ([`SIGNED_URL_AUDIENCE`]), `iss`, `iat`, `exp`; upload tokens add `upsert`, and `owner` /
-//! `signer_role` (the signer's `sub` and role) when the signer had them. The audience keeps these
+//! Claims: `url` (`<bucket>/<name>`: unambiguous because bucket ids never contain `/`),
+//! `scope` (`download` | `upload`), `aud` ([`SIGNED_URL_AUDIENCE`]), `iss`, `iat`, `exp`; upload
+//! tokens add `jti` (the token's id: the server records the signer's claims under it when
+//! signing, and the use of a single-use token), `upsert`, and `owner` / `signer_role` (the
+//! signer's `sub` and role) when the signer had them. The signer's other claims stay in the
+//! database, out of a URL that may be handed to anyone. The audience keeps these
 //! tokens apart from API credentials: [`super::Authenticator::identify`] refuses them, and
 //! [`verify`] refuses anything else. They deliberately carry no `role` or `sub` claim either, so
 //! another service sharing the JWT secret (PostgREST, say) that ignores `aud` still cannot take a
@@ -31,6 +34,21 @@ pub enum Scope {
     Upload,
 }
 
+impl UploadGrant {
+    /// The signer's claims as far as the token itself knows them (role and `sub`), for a
+    /// token whose signing the server has no record of.
+    pub fn claims_in_token(&self) -> Map<String, Value> {
+        let mut claims = Map::new();
+        if let Some(role) = &self.role {
+            claims.insert("role".into(), role.clone().into());
+        }
+        if let Some(owner) = &self.owner {
+            claims.insert("sub".into(), owner.clone().into());
+        }
+        claims
+    }
+}
+
 impl Scope {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,6 +61,9 @@ impl Scope {
 /// The rights of a signed upload, as the signer had them when signing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadGrant {
+    /// The token's id (`jti`). Tokens signed before ids existed get one derived from their
+    /// signed part, which cannot change without the signature failing.
+    pub id: String,
     /// The signer's `sub`: the new row's `owner_id`.
     pub owner: Option<String>,
     /// The signer's role, for the record (the upload itself runs with privilege).
@@ -54,6 +75,10 @@ pub struct UploadGrant {
 /// A verified token, checked against the object it was presented for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedToken {
+    /// The object the token names: the one to serve or write, whatever spelling of it the
+    /// request's path used.
+    pub bucket: String,
+    pub name: String,
     pub scope: Scope,
     /// `Some` for upload tokens.
     pub upload: Option<UploadGrant>,
@@ -84,6 +109,37 @@ fn url_claim(bucket: &str, name: &str) -> String {
     format!("{bucket}/{name}")
 }
 
+/// Whether a token's `url` claim names `bucket/name`. Bucket ids never contain `/` (a token
+/// presented for one is refused), so the claim splits at its first `/` into exactly one bucket
+/// and name. The URLs the server hands out percent-encode what would break a URL (`%`, `?`,
+/// `#`, `\`); a client that encodes such a URL once more (storage-js passes it through
+/// `encodeURI`) presents the name still encoded once, which is accepted too: the token names the
+/// object either way, and it is the token's object that is served.
+fn names_object<'u>(url: &'u str, bucket: &str, name: &str) -> Option<(&'u str, &'u str)> {
+    if bucket.contains('/') {
+        return None;
+    }
+    let (claimed_bucket, claimed_name) = url.split_once('/')?;
+    let decoded = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .map(|t| t.into_owned())
+            .ok()
+    };
+    let same = |claimed: &str, given: &str| {
+        claimed == given || decoded(given).is_some_and(|d| d == claimed)
+    };
+    (same(claimed_bucket, bucket) && same(claimed_name, name))
+        .then_some((claimed_bucket, claimed_name))
+}
+
+/// The id of an upload token signed before tokens carried a `jti`: a digest of its signed part.
+fn legacy_id(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let signed = token.rsplit_once('.').map_or(token, |(signed, _)| signed);
+    format!("legacy:{}", hex::encode(Sha256::digest(signed.as_bytes())))
+}
+
 fn base_claims(bucket: &str, name: &str, scope: Scope) -> Map<String, Value> {
     let mut claims = Map::new();
     claims.insert("url".into(), url_claim(bucket, name).into());
@@ -112,6 +168,7 @@ pub fn sign_upload(
     expires_in: Duration,
 ) -> anyhow::Result<String> {
     let mut claims = base_claims(bucket, name, Scope::Upload);
+    claims.insert("jti".into(), grant.id.clone().into());
     claims.insert("upsert".into(), grant.upsert.into());
     if let Some(owner) = &grant.owner {
         claims.insert("owner".into(), owner.clone().into());
@@ -167,9 +224,10 @@ pub fn verify(
     if expires_at <= now() {
         return Err(SignedUrlError::Invalid("token has expired".into()));
     }
-    if claims.get("url").and_then(Value::as_str) != Some(url_claim(bucket, name).as_str()) {
+    let url = claims.get("url").and_then(Value::as_str).unwrap_or("");
+    let Some((claimed_bucket, claimed_name)) = names_object(url, bucket, name) else {
         return Err(SignedUrlError::WrongObject);
-    }
+    };
     let found = claims.get("scope").and_then(Value::as_str).unwrap_or("");
     if found != scope.as_str() {
         return Err(SignedUrlError::WrongScope {
@@ -181,21 +239,32 @@ pub fn verify(
             },
         });
     }
-    let upload = (scope == Scope::Upload).then(|| UploadGrant {
-        owner: claims
+    let upload = (scope == Scope::Upload).then(|| {
+        let owner = claims
             .get("owner")
             .and_then(Value::as_str)
-            .map(str::to_string),
-        role: claims
+            .map(str::to_string);
+        let role = claims
             .get("signer_role")
             .and_then(Value::as_str)
-            .map(str::to_string),
-        upsert: claims
-            .get("upsert")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+            .map(str::to_string);
+        let id = match claims.get("jti").and_then(Value::as_str) {
+            Some(jti) => jti.to_string(),
+            None => legacy_id(token),
+        };
+        UploadGrant {
+            id,
+            owner,
+            role,
+            upsert: claims
+                .get("upsert")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        }
     });
     Ok(SignedToken {
+        bucket: claimed_bucket.to_string(),
+        name: claimed_name.to_string(),
         scope,
         upload,
         expires_at,
@@ -237,6 +306,7 @@ mod tests {
     fn an_upload_token_carries_its_grant() {
         let k = keys();
         let grant = UploadGrant {
+            id: "t1".into(),
             owner: Some("u1".into()),
             role: Some("authenticated".into()),
             upsert: true,
@@ -281,6 +351,46 @@ mod tests {
             verify(&k, Some(&expired), "b", "x", Scope::Download),
             Err(SignedUrlError::Invalid(m)) if m.contains("expired")
         ));
+    }
+
+    #[test]
+    fn a_token_names_one_object_whatever_the_spelling_of_the_path() {
+        let k = keys();
+        let token = sign_download(&k, "a", "b/c", HOUR).unwrap();
+        // Bucket "a/b" + name "c" spells the same `url` claim: refused, never confused.
+        assert!(matches!(
+            verify(&k, Some(&token), "a/b", "c", Scope::Download),
+            Err(SignedUrlError::WrongObject)
+        ));
+        let ok = verify(&k, Some(&token), "a", "b/c", Scope::Download).unwrap();
+        assert_eq!((ok.bucket.as_str(), ok.name.as_str()), ("a", "b/c"));
+
+        // A name encoded once more by the client still names the token's object, and the
+        // token's object is what the caller gets, not the path's spelling of it.
+        let token = sign_download(&k, "b", "what?#%.txt", HOUR).unwrap();
+        let ok = verify(&k, Some(&token), "b", "what%3F%23%25.txt", Scope::Download).unwrap();
+        assert_eq!(ok.name, "what?#%.txt");
+        assert!(matches!(
+            verify(&k, Some(&token), "b", "what%3F.txt", Scope::Download),
+            Err(SignedUrlError::WrongObject)
+        ));
+    }
+
+    #[test]
+    fn an_upload_token_has_an_id_even_when_signed_before_ids_existed() {
+        let k = keys();
+        let mut claims = base_claims("b", "x", Scope::Upload);
+        claims.insert("owner".into(), "u1".into());
+        claims.insert("signer_role".into(), "authenticated".into());
+        let old = k.sign(claims, Some(HOUR)).unwrap();
+        let first = verify(&k, Some(&old), "b", "x", Scope::Upload).unwrap();
+        let again = verify(&k, Some(&old), "b", "x", Scope::Upload).unwrap();
+        let grant = first.upload.unwrap();
+        assert!(grant.id.starts_with("legacy:"));
+        assert_eq!(grant.id, again.upload.unwrap().id);
+        let claims = grant.claims_in_token();
+        assert_eq!(claims["sub"], "u1");
+        assert_eq!(claims["role"], "authenticated");
     }
 
     #[test]

@@ -29,6 +29,8 @@ impl Storage {
     /// Runs one collection pass: batches until nothing eligible is left (or a batch fails
     /// entirely).
     pub async fn collect_garbage(&self, grace: Duration) -> Result<GcReport, Error> {
+        // Records of single-use upload tokens are kept until the tokens have expired.
+        self.forget_expired_token_uses().await?;
         let mut report = GcReport::default();
         // Abandoned multipart uploads release their parts first, to be freed below.
         self.expire_multipart_uploads().await?;

@@ -13,6 +13,7 @@ pub mod names;
 pub mod objects;
 mod operation;
 pub mod s3_keys;
+pub mod signed_writes;
 pub mod signing;
 
 use std::sync::Arc;

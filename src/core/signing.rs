@@ -20,6 +20,7 @@ impl Storage {
         bucket: &str,
         name: &str,
     ) -> Result<ObjectRow, Error> {
+        signable_bucket(bucket)?;
         self.object(caller, Operation::Sign, bucket, name).await
     }
 
@@ -31,6 +32,7 @@ impl Storage {
         bucket: &str,
         names: &[String],
     ) -> Result<Vec<bool>, Error> {
+        signable_bucket(bucket)?;
         if names.is_empty() {
             return Err(Error::InvalidInput(
                 "paths must name at least one object".into(),
@@ -56,7 +58,8 @@ impl Storage {
     /// Checks that the caller may upload `bucket/name` (operation `storage.sign_upload`), with
     /// the probe the upload protocol itself runs: an INSERT (an UPDATE when `upsert` and the
     /// object exists) evaluated under the caller's policies and rolled back. An existing object
-    /// without `upsert` is a conflict now rather than at upload time.
+    /// without `upsert` is a conflict now rather than at upload time, told (as by an upload)
+    /// only to a caller who may see the object or whose insert would be allowed.
     pub async fn authorize_sign_upload(
         &self,
         caller: &Caller,
@@ -65,17 +68,33 @@ impl Storage {
         upsert: bool,
     ) -> Result<(), Error> {
         validate_object_name(name)?;
+        signable_bucket(bucket)?;
         let target = self.write_target(bucket, name).await?;
-        if target.exists && !upsert {
-            return Err(Error::AlreadyExists);
-        }
         let write = RowWrite {
             bucket,
             name,
             owner: caller.owner(),
             user_metadata: None,
+            signed: None,
         };
-        self.check_write(caller, Operation::SignUpload, &write, target.exists)
-            .await
+        self.check_write(
+            caller,
+            Operation::SignUpload,
+            &write,
+            target.exists && upsert,
+        )
+        .await
     }
+}
+
+/// A signed URL names its object as `<bucket>/<name>`, which is only unambiguous for a bucket id
+/// without `/`. Such ids are refused everywhere (the API, and a check on `storage.buckets`); a
+/// database may still hold one from before that check, and its objects cannot be signed.
+fn signable_bucket(bucket: &str) -> Result<(), Error> {
+    if bucket.contains('/') {
+        return Err(Error::InvalidBucketName(
+            "it contains '/', so a signed URL could not name its objects unambiguously".into(),
+        ));
+    }
+    Ok(())
 }

@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_byte_journal"),
     migration!(6, "0006_bytes_in_database"),
     migration!(7, "0007_parent_path_index"),
+    migration!(8, "0008_signed_upload_uses"),
     migration!(10, "0010_server_columns"),
     migration!(11, "0011_public_buckets_and_folded_names"),
     migration!(12, "0012_multipart_segments"),

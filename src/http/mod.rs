@@ -56,6 +56,7 @@ pub fn app(state: AppState) -> Router {
         .merge(objects::routes())
         .merge(listing::routes())
         .merge(signed::routes())
+        .merge(crate::resumable::routes())
         .with_state(state);
     Router::new()
         .nest("/storage/v1", api.clone())

@@ -3,8 +3,10 @@
 //! Signing runs as the caller, under Row Level Security (operations `storage.sign` and
 //! `storage.sign_upload`); the token then carries that decision, so using a signed URL needs no
 //! credentials and runs with privilege — but only on the one object, for the one scope, until
-//! the token expires. URLs in answers are relative, already carry `?token=`, and leave the path
-//! unencoded, as Supabase's clients expect.
+//! the token expires. URLs in answers are relative and already carry `?token=`. Their path is
+//! left as Supabase writes it (clients encode spaces and non-ASCII themselves; storage-js runs it
+//! through `encodeURI`), except for the characters that would otherwise end or corrupt the path —
+//! `%`, `?`, `#` and `\` — which are percent-encoded so the URL works as given.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,7 +30,27 @@ use crate::auth::Identity;
 use crate::auth::signed_url::{
     self, MAX_EXPIRES_IN, Scope, SignedToken, SignedUrlError, UPLOAD_URL_LIFETIME, UploadGrant,
 };
+use crate::core::objects::SignedUse;
 use crate::core::{Caller, Error};
+
+/// `<bucket>/<name>` as a URL path (see the module documentation): only what would end or
+/// corrupt the path is encoded; everything else stays as written.
+fn url_path(bucket: &str, name: &str) -> String {
+    let encode = |text: &str| {
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                '?' => out.push_str("%3F"),
+                '#' => out.push_str("%23"),
+                '\\' => out.push_str("%5C"),
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    format!("{}/{}", encode(bucket), encode(name))
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -124,7 +146,7 @@ async fn sign_one(
     let token =
         signed_url::sign_download(state.auth.keys(), &bucket, &name, expires).map_err(internal)?;
     Ok(Json(json!({
-        "signedURL": format!("/object/sign/{bucket}/{name}?token={token}"),
+        "signedURL": format!("/object/sign/{}?token={token}", url_path(&bucket, &name)),
     })))
 }
 
@@ -156,7 +178,7 @@ async fn sign_many(
             json!({
                 "error": null,
                 "path": name,
-                "signedURL": format!("/object/sign/{bucket}/{name}?token={token}"),
+                "signedURL": format!("/object/sign/{}?token={token}", url_path(&bucket, name)),
             })
         } else {
             json!({
@@ -179,9 +201,17 @@ async fn signed_download(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    verify(&state, &query, &bucket, &name, Scope::Download)?;
+    let token = verify(&state, &query, &bucket, &name, Scope::Download)?;
     let caller = privileged_caller(&method, &uri, &headers);
-    serve_object(&state, &caller, &bucket, &name, &query, &headers).await
+    serve_object(
+        &state,
+        &caller,
+        &token.bucket,
+        &token.name,
+        &query,
+        &headers,
+    )
+    .await
 }
 
 /// Signs an upload URL for the caller, valid for [`UPLOAD_URL_LIFETIME`]. Takes no body
@@ -198,10 +228,18 @@ async fn sign_upload(
         .authorize_sign_upload(&caller, &bucket, &name, upsert)
         .await?;
     let grant = UploadGrant {
+        id: uuid::Uuid::new_v4().to_string(),
         owner: caller.owner(),
         role: Some(caller.identity.role.clone()),
         upsert,
     };
+    // Kept a little past the token's own expiry; the collector forgets it after that.
+    let recorded_until =
+        chrono::Utc::now() + UPLOAD_URL_LIFETIME + std::time::Duration::from_secs(60);
+    state
+        .storage
+        .remember_upload_signer(&grant.id, &caller.identity, recorded_until)
+        .await?;
     let token = signed_url::sign_upload(
         state.auth.keys(),
         &bucket,
@@ -211,13 +249,16 @@ async fn sign_upload(
     )
     .map_err(internal)?;
     Ok(Json(json!({
-        "url": format!("/object/upload/sign/{bucket}/{name}?token={token}"),
+        "url": format!("/object/upload/sign/{}?token={token}", url_path(&bucket, &name)),
         "token": token,
     })))
 }
 
 /// PUT with an upload token: the full upload protocol, owned by the signer, with the token's
-/// upsert (the request's `x-upsert` is ignored). No Authorization header is needed.
+/// upsert (the request's `x-upsert` is ignored). No Authorization header is needed. What the
+/// token allows is checked again at use time against what exists then (see
+/// `core::signed_writes`): an overwrite needs the signer's right to overwrite, and a token
+/// without upsert uploads once.
 async fn signed_upload(
     State(state): State<AppState>,
     Path((bucket, name)): Path<(String, String)>,
@@ -228,19 +269,36 @@ async fn signed_upload(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let token = verify(&state, &query, &bucket, &name, Scope::Upload)?;
-    let grant = token.upload.unwrap_or(UploadGrant {
-        owner: None,
-        role: None,
-        upsert: false,
-    });
+    let Some(grant) = token.upload else {
+        return Err(internal(anyhow::anyhow!(
+            "an upload token without its grant"
+        )));
+    };
+    let caller = privileged_caller(&method, &uri, &headers);
+    let signed = SignedUse {
+        token_id: grant.id.clone(),
+        signer: Caller {
+            identity: Identity {
+                role: grant.role.clone().unwrap_or_else(|| Identity::ANON.into()),
+                claims: grant.claims_in_token(),
+            },
+            ..caller.clone()
+        },
+        once: !grant.upsert,
+        expires_at: chrono::DateTime::from_timestamp(
+            i64::try_from(token.expires_at).unwrap_or(i64::MAX),
+            0,
+        )
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
+        used: false,
+    };
     let upload = upload_body::parse(&headers, body).await?.into_upload(
-        bucket,
-        name,
+        token.bucket,
+        token.name,
         grant.upsert,
         grant.owner,
     );
-    let caller = privileged_caller(&method, &uri, &headers);
-    let stored = state.storage.upload(&caller, upload).await?;
+    let stored = state.storage.upload_signed(&caller, upload, signed).await?;
     Ok(Json(json!({
         "Id": stored.id,
         "Key": format!("{}/{}", stored.bucket, stored.name),

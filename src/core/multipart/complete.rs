@@ -17,9 +17,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{MAX_PART_NUMBER, upload_error};
-use crate::core::objects::{
-    RowWrite, iso, mime_allowed, too_large, write_operation, write_row_settling,
-};
+use crate::core::objects::{RowWrite, iso, write_operation, write_row_settling};
 use crate::core::{Caller, Error, Storage};
 
 /// A part named in a completion request.
@@ -173,26 +171,26 @@ impl Storage {
     ) -> Result<CompletedUpload, Error> {
         let upload = self.multipart_upload(caller, upload_id).await?;
         let target = self.write_target(&upload.bucket, &upload.name).await?;
-        if let Some(allowed) = &target.allowed_mime_types
-            && !mime_allowed(allowed, &upload.content_type)
-        {
-            return Err(Error::UnsupportedMediaType(format!(
-                "mime type {} is not supported",
-                upload.content_type
-            )));
-        }
-        let overwrite = match (target.exists, upload.upsert) {
-            (true, false) => return Err(Error::AlreadyExists),
-            (exists, _) => exists,
-        };
         let write = RowWrite {
             bucket: &upload.bucket,
             name: &upload.name,
             owner: upload.owner.clone(),
             user_metadata: upload.user_metadata.clone(),
+            signed: None,
         };
-
-        let tx = self.begin(caller, write_operation(overwrite)).await?;
+        // Policy first, as for an upload: the policies may have changed since the upload was
+        // created, and a caller they now refuse gets the one write-denied 403 whatever exists
+        // or the bucket's rules say; an existing key without upsert is probed as an insert (409
+        // only to a caller who may see or insert it). The bucket's rules come after.
+        let tx = self
+            .begin(caller, write_operation(target.exists && upload.upsert))
+            .await?;
+        let overwrite = self
+            .probe_settling(&tx, &write, target.exists && upload.upsert, upload.upsert)
+            .await?;
+        if let Some(refusal) = self.limit_refusal(&target, None, &upload.content_type) {
+            return Err(refusal);
+        }
         let stored: HashMap<i32, Stored> = tx
             .query(
                 "select part_number, size, etag, sha256 from storage.multipart_lock($1)",
@@ -231,8 +229,8 @@ impl Storage {
         };
         let chosen = choose(parts, &stored, min_part_size)?;
         let size: u64 = chosen.iter().map(|p| p.size.max(0) as u64).sum();
-        if size > self.effective_limit(&target) {
-            return Err(too_large());
+        if let Some(refusal) = self.limit_refusal(&target, Some(size), &upload.content_type) {
+            return Err(refusal);
         }
         let etag = composite::<Md5>(chosen.iter().map(|p| hex::decode(bare_etag(&p.etag)).ok()))
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("a stored part ETag is not an MD5")))?;

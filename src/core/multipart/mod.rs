@@ -30,7 +30,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::names::validate_object_name;
-use super::objects::{RowWrite, content_type_for, mime_allowed, too_large, write_error};
+use super::objects::{RowWrite, content_type_for, too_large, write_error};
 use super::{Caller, Error, Operation, Storage};
 
 pub use complete::{CompletePart, CompletedUpload};
@@ -168,30 +168,24 @@ impl Storage {
         validate_object_name(&create.name)?;
         let mimetype = content_type_for(create.content_type.as_deref(), &create.name)?;
         let target = self.write_target(&create.bucket, &create.name).await?;
-        if create
-            .declared_length
-            .is_some_and(|len| len > self.effective_limit(&target))
-        {
-            return Err(too_large());
-        }
-        if let Some(allowed) = &target.allowed_mime_types
-            && !mime_allowed(allowed, &mimetype)
-        {
-            return Err(Error::UnsupportedMediaType(format!(
-                "mime type {mimetype} is not supported"
-            )));
-        }
-        if target.exists && !create.upsert {
-            return Err(Error::AlreadyExists);
-        }
+        // Policy first, as for an upload: the bucket's rules (an announced length over its
+        // limit, a type it refuses) are told only to a caller its policies allow, and an
+        // existing key is probed as an insert, so it answers 409 only to a caller who may see
+        // or insert it (see `probe_write`); everyone else gets the one write-denied 403.
+        let refusal = self.limit_refusal(&target, create.declared_length, &mimetype);
         let write = RowWrite {
             bucket: &create.bucket,
             name: &create.name,
             owner: create.owner.clone().or_else(|| caller.owner()),
             user_metadata: create.user_metadata.clone(),
+            signed: None,
         };
-        self.check_settling(caller, &write, target.exists, create.upsert)
+        let overwrite = target.exists && create.upsert;
+        self.check_settling(caller, &write, overwrite, create.upsert)
             .await?;
+        if let Some(refusal) = refusal {
+            return Err(refusal);
+        }
 
         let declared = create
             .declared_length

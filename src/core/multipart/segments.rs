@@ -14,7 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::bytes::{ByteRange, ByteStream, StoreError};
-use crate::core::objects::{ObjectRow, RowWrite, store_error, write_row};
+use crate::core::objects::{ObjectRow, RowWrite, probe_write, store_error, write_row};
 use crate::core::{Caller, Error, Operation, Storage};
 
 const MANIFEST_PREFIX: &str = "mf-";
@@ -190,7 +190,8 @@ impl Storage {
 
     /// Copies a segmented object in one transaction as the caller: a new manifest naming the
     /// same immutable segments, and the destination row pointing at it. Returns the new row's
-    /// id and version.
+    /// id and version. As for every copy, the policies judge the write first; `refusal` (the
+    /// destination bucket's rules) is told only to a caller they allow.
     pub(in crate::core) async fn copy_segmented(
         &self,
         caller: &Caller,
@@ -198,10 +199,15 @@ impl Storage {
         source: &str,
         metadata: &Value,
         overwrite: bool,
+        refusal: Option<Error>,
     ) -> Result<(Uuid, String), Error> {
+        let tx = self.begin(caller, Operation::Copy).await?;
+        probe_write(&tx, write, overwrite).await?;
+        if let Some(refusal) = refusal {
+            return Err(refusal);
+        }
         let key = new_manifest_key();
         let lease = self.limits.upload_lease.as_secs_f64();
-        let tx = self.begin(caller, Operation::Copy).await?;
         let shared: i64 = tx
             .query_one(
                 "select storage.share_segments($1, $2, $3)",

@@ -1,0 +1,87 @@
+//! Reads: an object's bytes as of the row the caller read, exactly as long as measured.
+
+use futures::StreamExt;
+use uuid::Uuid;
+
+use super::{ObjectRow, store_error};
+use crate::bytes::{ByteRange, ByteStream, StoreError};
+use crate::core::{Error, Storage};
+
+impl Storage {
+    /// Streams an object's bytes (all, or `range`), as of the row the caller read: a
+    /// concurrent overwrite does not change what this reader gets.
+    pub async fn read(
+        &self,
+        row: &ObjectRow,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, Error> {
+        let Some(key) = row.version.as_deref() else {
+            // A row written by hand, with no bytes behind it.
+            return Err(Error::ObjectNotFound);
+        };
+        let expected = match range {
+            Some(range) => range.len(),
+            None => row.measured_size()?,
+        };
+        if crate::core::multipart::is_manifest(key) {
+            let stream = self.read_segmented(row, key, range).await?;
+            return Ok(exactly(stream, expected, row.id));
+        }
+        match self.bytes.get(key, range).await {
+            Ok(stream) => Ok(exactly(stream, expected, row.id)),
+            Err(StoreError::NotFound(_)) => {
+                // Deleted since the row was read (the postgres store removes chunks with their
+                // row): the object is gone, which is a 404, not a fault.
+                let conn = self.db.admin().await?;
+                let current = conn
+                    .query_opt(
+                        "select 1 from storage.objects where id = $1 and version = $2",
+                        &[&row.id, &key],
+                    )
+                    .await?;
+                if current.is_none() {
+                    return Err(Error::ObjectNotFound);
+                }
+                tracing::error!(object = %row.id, key, "an object's bytes are missing");
+                Err(Error::Internal(anyhow::anyhow!(
+                    "bytes missing for object {}",
+                    row.id
+                )))
+            }
+            Err(error) => Err(store_error(error)),
+        }
+    }
+}
+
+/// Passes on `stream` as long as it holds exactly `expected` bytes, the length the answer
+/// announced; a store holding more or fewer bytes than the row measured ends the stream with an
+/// error (the client sees an aborted transfer, never a hang or a silently short object).
+fn exactly(stream: ByteStream, expected: u64, object: Uuid) -> ByteStream {
+    let mismatch = move |seen: u64| {
+        tracing::error!(%object, expected, seen, "an object's bytes do not match its measured size");
+        std::io::Error::other(format!(
+            "object {object}: the store holds a different length than was measured"
+        ))
+    };
+    futures::stream::unfold(
+        (stream, 0u64, false),
+        move |(mut stream, seen, done)| async move {
+            if done {
+                return None;
+            }
+            match stream.next().await {
+                Some(Ok(piece)) => {
+                    let seen = seen + piece.len() as u64;
+                    if seen > expected {
+                        return Some((Err(mismatch(seen)), (stream, seen, true)));
+                    }
+                    Some((Ok(piece), (stream, seen, false)))
+                }
+                Some(Err(error)) => Some((Err(error), (stream, seen, true))),
+                None if seen < expected => Some((Err(mismatch(seen)), (stream, seen, true))),
+                None => None,
+            }
+        },
+    )
+    .boxed()
+}

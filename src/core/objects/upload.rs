@@ -1,0 +1,337 @@
+//! Uploads: the write protocol of the module documentation, on every byte store (staging,
+//! streaming and the row's commit; in the database store, one transaction).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::write_protocol::{RowWrite, write_operation, write_row_settling};
+use super::{
+    ContentHeaders, SignedUse, Stored, Upload, content_type_for, iso, store_error, too_large,
+};
+use crate::bytes::postgres::Rechunker;
+use crate::bytes::{ByteStream, StoreError, new_key};
+use crate::core::meter::{self, Measured};
+use crate::core::names::validate_object_name;
+use crate::core::{Caller, Error, Storage};
+
+impl Storage {
+    /// Stores an object. See the module documentation for the protocol.
+    pub async fn upload(&self, caller: &Caller, upload: Upload) -> Result<Stored, Error> {
+        self.upload_as(caller, upload, None).await
+    }
+
+    /// Stores an object through a signed upload URL: `caller` is the server acting on the
+    /// token, and `signed` what the token carries (see [`SignedUse`]).
+    pub async fn upload_signed(
+        &self,
+        caller: &Caller,
+        upload: Upload,
+        signed: SignedUse,
+    ) -> Result<Stored, Error> {
+        let signed = self.recall_signer(signed).await?;
+        self.upload_as(caller, upload, Some(&signed)).await
+    }
+
+    async fn upload_as(
+        &self,
+        caller: &Caller,
+        upload: Upload,
+        signed: Option<&SignedUse>,
+    ) -> Result<Stored, Error> {
+        validate_object_name(&upload.name)?;
+        let mimetype = content_type_for(upload.content_type.as_deref(), &upload.name)?;
+        let target = self.write_target(&upload.bucket, &upload.name).await?;
+        // (On an existing key, a token without upsert meets its 409 in the probe.)
+        if let Some(signed) = signed
+            && !target.exists
+        {
+            crate::core::signed_writes::check_token_unused(signed)?;
+        }
+        let limit = self.effective_limit(&target);
+        // Told only once the policies allow the write (policy first, then the bucket's rules).
+        let refusal = self.limit_refusal(&target, upload.declared_length, &mimetype);
+        // An existing key without upsert is probed as an insert: the policy decides between
+        // 403 and 409 (see `probe_write`).
+        let overwrite = target.exists && upload.upsert;
+        let cache_control = upload
+            .cache_control
+            .clone()
+            .unwrap_or_else(|| "no-cache".to_string());
+        let write = RowWrite {
+            bucket: &upload.bucket,
+            name: &upload.name,
+            owner: upload.owner.clone().or_else(|| caller.owner()),
+            user_metadata: upload.user_metadata.clone(),
+            signed,
+        };
+        if self.bytes.in_database() {
+            // The policies decide before the body is read, then again in the transaction
+            // that writes it.
+            let overwrite = self
+                .check_settling(caller, &write, overwrite, upload.upsert)
+                .await?;
+            if let Some(refusal) = refusal {
+                return Err(refusal);
+            }
+            let (body, meter) = meter::metered(upload.body, limit, self.limits.pace());
+            let id = self
+                .upload_in_database(
+                    caller,
+                    &write,
+                    overwrite,
+                    upload.upsert,
+                    body,
+                    &meter,
+                    &mimetype,
+                    &cache_control,
+                    &upload.headers,
+                )
+                .await
+                .map_err(|e| self.body_error(&meter, e))?;
+            return Ok(Stored {
+                id,
+                bucket: upload.bucket,
+                name: upload.name,
+            });
+        }
+        let overwrite = self
+            .check_settling(caller, &write, overwrite, upload.upsert)
+            .await?;
+        if let Some(refusal) = refusal {
+            return Err(refusal);
+        }
+
+        let key = new_key();
+        self.stage(&key).await?;
+        let (body, meter) = meter::metered(upload.body, limit, self.limits.pace());
+        if let Err(error) = self.stream_into(&key, body).await {
+            self.discard_after(&key, &error).await;
+            return Err(self.body_error(&meter, error));
+        }
+        let measured = meter::finish(&meter);
+        let mut metadata = metadata_json(&measured, &mimetype, &cache_control);
+        upload.headers.add_to(&mut metadata);
+        match self
+            .commit_settling(
+                caller,
+                write_operation,
+                &write,
+                &key,
+                &metadata,
+                overwrite,
+                upload.upsert,
+            )
+            .await
+        {
+            Ok(id) => Ok(Stored {
+                id,
+                bucket: upload.bucket,
+                name: upload.name,
+            }),
+            Err(error) => {
+                self.discard(&key).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// The `postgres` store's write: probe, stage, chunks and row in ONE transaction as the
+    /// caller, so the bytes commit (or vanish) together with the row.
+    ///
+    /// The first chunk is read before the transaction begins: a body that fits in it is written
+    /// in a short transaction, and a client that trickles holds no connection until it has sent
+    /// that much. A longer body holds one of the connections uploads may use (a bounded share
+    /// of the pool), so however many clients trickle, reads still find a connection.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_in_database(
+        &self,
+        caller: &Caller,
+        write: &RowWrite<'_>,
+        overwrite: bool,
+        upsert: bool,
+        body: ByteStream,
+        meter: &meter::SharedMeter,
+        mimetype: &str,
+        cache_control: &str,
+        headers: &ContentHeaders,
+    ) -> Result<Uuid, Error> {
+        // Read in two loops: the second must not poll a body the first saw end.
+        let mut body = body.fuse();
+        let mut chunks = Rechunker::default();
+        let mut first = Vec::new();
+        let mut ended = false;
+        while first.is_empty() {
+            match body.next().await {
+                Some(data) => {
+                    first = chunks.push(&data.map_err(|e| store_error(StoreError::Body(e)))?)
+                }
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        let operation = write_operation(overwrite);
+        let tx = match ended {
+            true => self.begin(caller, operation).await?,
+            false => self.begin_upload(caller, operation).await?,
+        };
+        // The policy check comes before any byte is written, as on every store.
+        let overwrite = self.probe_settling(&tx, write, overwrite, upsert).await?;
+        let key = new_key();
+        let lease = self.limits.upload_lease.as_secs_f64();
+        tx.execute("select storage.stage_key($1, $2)", &[&key, &lease])
+            .await?;
+        let mut seq = 0i32;
+        for chunk in first {
+            tx.execute(WRITE_CHUNK, &[&key, &seq, &chunk]).await?;
+            seq += 1;
+        }
+        while let Some(data) = body.next().await {
+            let data = data.map_err(|e| store_error(StoreError::Body(e)))?;
+            for chunk in chunks.push(&data) {
+                tx.execute(WRITE_CHUNK, &[&key, &seq, &chunk]).await?;
+                seq += 1;
+            }
+        }
+        match chunks.finish() {
+            Some(last) => tx.execute(WRITE_CHUNK, &[&key, &seq, &last]).await?,
+            // An empty object still has its chunk 0.
+            None if seq == 0 => {
+                tx.execute(WRITE_CHUNK, &[&key, &seq, &Vec::<u8>::new()])
+                    .await?
+            }
+            None => 0,
+        };
+        let mut metadata = metadata_json(&meter::finish(meter), mimetype, cache_control);
+        headers.add_to(&mut metadata);
+        let id = write_row_settling(&tx, write, &key, &metadata, overwrite, upsert).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Records `key` as staged before any byte is written under it.
+    pub(in crate::core) async fn stage(&self, key: &str) -> Result<(), Error> {
+        let conn = self.db.admin().await?;
+        let statement = conn
+            .prepare_cached(
+                "insert into storage.byte_journal (key, state, lease_until) \
+                 values ($1, 'staged', now() + make_interval(secs => $2))",
+            )
+            .await?;
+        conn.execute(&statement, &[&key, &self.limits.upload_lease.as_secs_f64()])
+            .await?;
+        Ok(())
+    }
+
+    /// Writes `body` under the staged `key`, renewing the key's lease while bytes flow.
+    pub(in crate::core) async fn stream_into(
+        &self,
+        key: &str,
+        body: ByteStream,
+    ) -> Result<u64, Error> {
+        let lease = self.limits.upload_lease;
+        let renew = async {
+            let period = (lease / 3).max(Duration::from_millis(200));
+            loop {
+                tokio::time::sleep(period).await;
+                if let Err(error) = self.renew_lease(key).await {
+                    tracing::warn!(key, %error, "could not renew an upload's lease");
+                }
+            }
+        };
+        tokio::select! {
+            written = self.bytes.put(key, body) => written.map_err(store_error),
+            () = renew => unreachable!("the renewal loop never ends"),
+        }
+    }
+
+    async fn renew_lease(&self, key: &str) -> Result<(), Error> {
+        let conn = self.db.admin().await?;
+        let statement = conn
+            .prepare_cached(
+                "update storage.byte_journal set lease_until = now() + make_interval(secs => $2) \
+                 where key = $1 and state = 'staged'",
+            )
+            .await?;
+        conn.execute(&statement, &[&key, &self.limits.upload_lease.as_secs_f64()])
+            .await?;
+        Ok(())
+    }
+
+    /// Frees a staged key whose write to the store failed with `error`. When the store itself
+    /// failed (unreachable, stalled, 5xx), asking it again would only keep the client waiting
+    /// for a second timeout: the key stays staged and the collector frees it once its lease has
+    /// run out.
+    pub(in crate::core) async fn discard_after(&self, key: &str, error: &Error) {
+        if let Error::Unavailable(reason) = error {
+            tracing::warn!(key, %reason, "a write failed in the byte store; the collector will free its key");
+            return;
+        }
+        self.discard(key).await;
+    }
+
+    /// Frees a staged key whose write failed: bytes first, then the journal entry. If either
+    /// step fails, the entry stays and the collector finishes the job when the lease ends.
+    pub(in crate::core) async fn discard(&self, key: &str) {
+        if let Err(error) = self.bytes.delete(key).await {
+            tracing::warn!(key, %error, "could not delete the bytes of a failed write; the collector will");
+            return;
+        }
+        let result = async {
+            let conn = self.db.admin().await?;
+            conn.execute(
+                "delete from storage.byte_journal where key = $1 and state = 'staged'",
+                &[&key],
+            )
+            .await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(key, %error, "could not clear a discarded key from the journal");
+        }
+    }
+}
+
+const WRITE_CHUNK: &str = "select storage.write_chunk($1, $2, $3)";
+
+fn metadata_json(measured: &Measured, mimetype: &str, cache_control: &str) -> Value {
+    json!({
+        "eTag": format!("\"{}\"", measured.md5_hex),
+        "size": measured.size,
+        "mimetype": mimetype,
+        "cacheControl": cache_control,
+        "lastModified": iso(Utc::now()),
+        "contentLength": measured.size,
+        "httpStatusCode": 200,
+        "sha256": measured.sha256_hex,
+    })
+}
+
+impl Storage {
+    /// Names the reason an upload's stream failed when the meter knows it better than the
+    /// store's error does.
+    pub(in crate::core) fn body_error(&self, meter: &meter::SharedMeter, error: Error) -> Error {
+        if meter::exceeded(meter) {
+            too_large()
+        } else if meter::stalled(meter) {
+            Error::Timeout(format!(
+                "no data was received for {} s; the upload was abandoned",
+                self.limits.body_idle_timeout.as_secs_f64()
+            ))
+        } else if meter::too_slow(meter) {
+            Error::Timeout(format!(
+                "the upload arrived slower than {} bytes per second over {} s; it was abandoned",
+                self.limits.min_body_rate,
+                self.limits.body_rate_window.as_secs_f64()
+            ))
+        } else {
+            error
+        }
+    }
+}
