@@ -23,7 +23,7 @@ def client(url):
         "s3",
         endpoint_url=f"{url}/s3",
         region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=16,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, max_pool_connections=16,
                       retries={"max_attempts": 1}),
     )
 
