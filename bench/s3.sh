@@ -100,21 +100,25 @@ want=$(sha256sum "$work/big.bin" | cut -d' ' -f1)
 hwm() { awk '$1 == "VmHWM:" {print int($2 / 1024)}' "/proc/$pid/status"; }
 reset_hwm() { echo 5 >"/proc/$pid/clear_refs"; }
 now() { date +%s.%N; }
+# CPU seconds (user + system) the server has used so far, and the client's, per upload: both
+# share the machine's cores, so a client that hashes every byte slows the server down.
+server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$pid/stat"; }
+TIMEFORMAT='%U %S'
 reset_hwm
-t0=$(now)
-"$VENV/bin/aws" --endpoint-url "$url/s3" s3 cp --only-show-errors "$work/big.bin" s3://bench/big-s3.bin
-t1=$(now)
+c0=$(server_cpu); t0=$(now)
+cl_s3=$( { time "$VENV/bin/aws" --endpoint-url "$url/s3" s3 cp --only-show-errors "$work/big.bin" s3://bench/big-s3.bin; } 2>&1 | tail -1)
+t1=$(now); c1=$(server_cpu)
 rss_s3=$(hwm)
 reset_hwm
-t2=$(now)
-curl -fsS -X POST -T "$work/big.bin" "${auth[@]}" -H 'content-type: application/octet-stream' \
-  -o /dev/null "$url/object/bench/big-rest.bin"
-t3=$(now)
+c2=$(server_cpu); t2=$(now)
+cl_rest=$( { time curl -fsS -X POST -T "$work/big.bin" "${auth[@]}" -H 'content-type: application/octet-stream' \
+  -o /dev/null "$url/object/bench/big-rest.bin"; } 2>&1 | tail -1)
+t3=$(now); c3=$(server_cpu)
 rss_rest=$(hwm)
-for name in big-s3.bin big-rest.bin; do
-  got=$(curl -fsS "${auth[@]}" "$url/object/info/bench/$name" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sha256"])' 2>/dev/null || true)
-  if [ "$name" = big-rest.bin ] && [ "$got" != "$want" ]; then echo "$name: sha256 mismatch" >&2; exit 1; fi
-done
+cpu() { python3 -c "print(f'{$1 + $2:.1f}')"; }
+echo "CPU seconds: aws s3 cp $(cpu $cl_s3), server $(cpu "$c1" "-$c0"); curl $(cpu $cl_rest), server $(cpu "$c3" "-$c2")"
+got=$(curl -fsS "${auth[@]}" "$url/object/info/bench/big-rest.bin" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sha256"])')
+[ "$got" = "$want" ] || { echo "big-rest.bin: sha256 mismatch" >&2; exit 1; }
 s3_got=$(curl -fsS "${auth[@]}" "$url/object/authenticated/bench/big-s3.bin" | sha256sum | cut -d' ' -f1)
 [ "$s3_got" = "$want" ] || { echo "big-s3.bin reads back different bytes" >&2; exit 1; }
 mbps() { python3 -c "print(f'{$SIZE_MIB*1048576/($2-$1)/1e6:.0f}')"; }
