@@ -82,6 +82,13 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 
 declare -a s3get restget s3put restput
+# Warm-up (discarded): the first round of each kind ran measurably slower in trial runs.
+saved=$SECONDS_EACH SECONDS_EACH=1
+rate "${presigned[0]}" >/dev/null
+rate "${auth[@]}" "$url/object/authenticated/bench/small.bin" >/dev/null
+rate -s "$work/put.lua" "${presigned_put[1]}" >/dev/null
+rate -s "$work/post.lua" "${auth[@]}" "$url/object/bench/put-rest.bin" >/dev/null
+SECONDS_EACH=$saved
 for r in $(seq 1 "$ROUNDS"); do
   s3get+=("$(rate "${presigned[0]}")")
   restget+=("$(rate "${auth[@]}" "$url/object/authenticated/bench/small.bin")")
