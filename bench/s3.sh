@@ -3,7 +3,8 @@
 #   1. GetObject (presigned GET URLs) vs REST GET of one 1 KiB object: requests/s, wrk, 16
 #      connections, alternating, median of 3 rounds;
 #   2. PutObject (presigned PUT URLs) vs REST upsert (POST, x-upsert) of 1 KiB on one key, same;
-#   3. a 1 GiB multipart upload with `aws s3 cp` (8 MiB parts) vs `curl -T` to REST: throughput
+#   3. a 1 GiB multipart upload with `aws s3 cp` (8 MiB parts; again with payload signing off)
+#      vs `curl -T` to REST: throughput
 #      and the server's peak RSS during each (VmHWM, reset in between through clear_refs);
 #   4. CompleteMultipartUpload of 1,000 parts of 1 KiB, and of 10 parts of 100 MiB vs 10 of 5 MiB;
 #   5. ListObjectsV2 pages (100 keys) in a bucket of 10k rows vs one of LIST_BIG rows (seeded
@@ -122,15 +123,25 @@ cl_rest=$( { time curl -fsS -X POST -T "$work/big.bin" "${auth[@]}" -H 'content-
   -o /dev/null "$url/object/bench/big-rest.bin"; } 2>&1 | tail -1)
 t3=$(now); c3=$(server_cpu)
 rss_rest=$(hwm)
+# The same AWS CLI upload with payload signing off (UNSIGNED-PAYLOAD, as clients send over
+# HTTPS): neither the CLI nor the server hashes the body for the signature.
+printf '[default]\ns3 =\n  payload_signing_enabled = false\n' >"$work/aws-unsigned.config"
+reset_hwm
+c4=$(server_cpu); t4=$(now)
+cl_uns=$( { time AWS_CONFIG_FILE="$work/aws-unsigned.config" "$VENV/bin/aws" --endpoint-url "$url/s3" s3 cp \
+  --only-show-errors "$work/big.bin" s3://bench/big-s3-unsigned.bin; } 2>&1 | tail -1)
+t5=$(now); c5=$(server_cpu)
+rss_uns=$(hwm)
 cpu() { python3 -c "print(f'{$1 + $2:.1f}')"; }
-echo "CPU seconds: aws s3 cp $(cpu $cl_s3), server $(cpu "$c1" "-$c0"); curl $(cpu $cl_rest), server $(cpu "$c3" "-$c2")"
+echo "CPU seconds: aws s3 cp $(cpu $cl_s3), server $(cpu "$c1" "-$c0"); curl $(cpu $cl_rest), server $(cpu "$c3" "-$c2"); aws unsigned $(cpu $cl_uns), server $(cpu "$c5" "-$c4")"
 got=$(curl -fsS "${auth[@]}" "$url/object/info/bench/big-rest.bin" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sha256"])')
 [ "$got" = "$want" ] || { echo "big-rest.bin: sha256 mismatch" >&2; exit 1; }
 s3_got=$(curl -fsS "${auth[@]}" "$url/object/authenticated/bench/big-s3.bin" | sha256sum | cut -d' ' -f1)
 [ "$s3_got" = "$want" ] || { echo "big-s3.bin reads back different bytes" >&2; exit 1; }
 mbps() { python3 -c "print(f'{$SIZE_MIB*1048576/($2-$1)/1e6:.0f}')"; }
-up_s3=$(mbps "$t0" "$t1"); up_rest=$(mbps "$t2" "$t3")
+up_s3=$(mbps "$t0" "$t1"); up_rest=$(mbps "$t2" "$t3"); up_uns=$(mbps "$t4" "$t5")
 echo "$SIZE_MIB MiB:    aws s3 cp $up_s3 MB/s (peak RSS $rss_s3 MiB), curl REST $up_rest MB/s (peak RSS $rss_rest MiB), ratio $(ratio "$up_s3" "$up_rest") (targets >= 0.80, < 64 MiB)"
+echo "$SIZE_MIB MiB:    aws s3 cp, unsigned payload $up_uns MB/s (peak RSS $rss_uns MiB), ratio $(ratio "$up_uns" "$up_rest")"
 
 # --- 4. CompleteMultipartUpload -----------------------------------------------------------
 c1000=$("$py" bench/s3_client.py complete "$url" bench 1000 1024 "$ROUNDS")
