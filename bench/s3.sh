@@ -4,8 +4,8 @@
 #      connections, alternating, median of 3 rounds;
 #   2. PutObject (presigned PUT URLs) vs REST upsert (POST, x-upsert) of 1 KiB on one key, same;
 #   3. a 1 GiB multipart upload with `aws s3 cp` (8 MiB parts; again with payload signing off)
-#      vs `curl -T` to REST: throughput
-#      and the server's peak RSS during each (VmHWM, reset in between through clear_refs);
+#      vs `curl -T` to REST: throughput, the server's peak RSS during each (VmHWM, reset in
+#      between through clear_refs) and the CPU seconds of client and server;
 #   4. CompleteMultipartUpload of 1,000 parts of 1 KiB, and of 10 parts of 100 MiB vs 10 of 5 MiB;
 #   5. ListObjectsV2 pages (100 keys) in a bucket of 10k rows vs one of LIST_BIG rows (seeded
 #      with SQL, rows only), alternating; LIST_BIG=0 skips it.
@@ -136,8 +136,10 @@ cpu() { python3 -c "print(f'{$1 + $2:.1f}')"; }
 echo "CPU seconds: aws s3 cp $(cpu $cl_s3), server $(cpu "$c1" "-$c0"); curl $(cpu $cl_rest), server $(cpu "$c3" "-$c2"); aws unsigned $(cpu $cl_uns), server $(cpu "$c5" "-$c4")"
 got=$(curl -fsS "${auth[@]}" "$url/object/info/bench/big-rest.bin" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sha256"])')
 [ "$got" = "$want" ] || { echo "big-rest.bin: sha256 mismatch" >&2; exit 1; }
-s3_got=$(curl -fsS "${auth[@]}" "$url/object/authenticated/bench/big-s3.bin" | sha256sum | cut -d' ' -f1)
-[ "$s3_got" = "$want" ] || { echo "big-s3.bin reads back different bytes" >&2; exit 1; }
+for name in big-s3.bin big-s3-unsigned.bin; do
+  s3_got=$(curl -fsS "${auth[@]}" "$url/object/authenticated/bench/$name" | sha256sum | cut -d' ' -f1)
+  [ "$s3_got" = "$want" ] || { echo "$name reads back different bytes" >&2; exit 1; }
+done
 mbps() { python3 -c "print(f'{$SIZE_MIB*1048576/($2-$1)/1e6:.0f}')"; }
 up_s3=$(mbps "$t0" "$t1"); up_rest=$(mbps "$t2" "$t3"); up_uns=$(mbps "$t4" "$t5")
 echo "$SIZE_MIB MiB:    aws s3 cp $up_s3 MB/s (peak RSS $rss_s3 MiB), curl REST $up_rest MB/s (peak RSS $rss_rest MiB), ratio $(ratio "$up_s3" "$up_rest") (targets >= 0.80, < 64 MiB)"
