@@ -171,7 +171,25 @@ async fn an_upload_in_chunks_becomes_the_object_with_supabase_metadata() {
     assert!(text.contains("image/png"), "{text}");
     assert!(text.contains("max-age=3600"), "{text}");
     assert!(text.contains(r#""k":"v""#), "{text}");
-    // Finished: the upload is gone.
+    // Finished: HEAD reports the upload complete (as Supabase does), so a client that lost
+    // the last PATCH's answer finishes instead of starting over.
+    let done = head(&server, Some(&key), &path).await;
+    assert_eq!(done.status(), 200);
+    assert_eq!(header(&done, "upload-offset").as_deref(), Some("250000"));
+    assert_eq!(header(&done, "upload-length").as_deref(), Some("250000"));
+    // Only for that upload's id, and only while the object is still what it wrote.
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("up/dir/file.bin/{}", "0".repeat(64)));
+    let forged = format!("/storage/v1/upload/resumable/{forged}");
+    assert_eq!(head(&server, Some(&key), &forged).await.status(), 404);
+    let overwrite = server
+        .request(Method::POST, "/object/up/dir/file.bin", Some(&key))
+        .header("x-upsert", "true")
+        .body(vec![7u8; 5])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(overwrite.status(), 200);
     assert_eq!(head(&server, Some(&key), &path).await.status(), 404);
 }
 

@@ -338,7 +338,20 @@ async fn head_upload(
     signed: bool,
 ) -> Result<Response, ApiError> {
     let (mut parts, _) = request.into_parts();
-    let (_, upload) = open(&state, &mut parts, &id, signed).await?;
+    let upload = match open(&state, &mut parts, &id, signed).await {
+        Ok((_, upload)) => upload,
+        Err(error) => {
+            return match completed_size(&state, &mut parts, &id, signed).await {
+                Some(size) => finish(
+                    response(StatusCode::OK)
+                        .header(header::CACHE_CONTROL, "no-store")
+                        .header("upload-offset", size)
+                        .header("upload-length", size),
+                ),
+                None => Err(error),
+            };
+        }
+    };
     let mut answer = response(StatusCode::OK)
         .header(header::CACHE_CONTROL, "no-store")
         .header("upload-offset", upload.size)
@@ -360,6 +373,36 @@ async fn head_upload(
         answer = answer.header("upload-expires", http_date(expires));
     }
     finish(answer)
+}
+
+/// The size of the object a finished upload wrote, when the caller may see it and it is still
+/// that upload's object. HEAD then reports the upload complete (offset = length), as Supabase
+/// does, so a client that lost the answer to its last PATCH finishes instead of starting over.
+async fn completed_size(
+    state: &AppState,
+    parts: &mut Parts,
+    id: &str,
+    signed: bool,
+) -> Option<u64> {
+    let target = protocol::decode_id(id).ok()?;
+    let access = access(
+        state,
+        parts,
+        signed.then_some((target.bucket.as_str(), target.name.as_str())),
+    )
+    .await
+    .ok()?;
+    state
+        .storage
+        .completed_upload_size(
+            &access.caller,
+            &target.bucket,
+            &target.name,
+            &target.upload_id,
+        )
+        .await
+        .ok()
+        .flatten()
 }
 
 pub async fn patch(

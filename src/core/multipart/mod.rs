@@ -191,6 +191,7 @@ impl Storage {
             .declared_length
             .map(|l| i64::try_from(l).map_err(|_| too_large()))
             .transpose()?;
+        let id = upload_id();
         let conn = self.db.admin().await?;
         let statement = conn.prepare_cached(INSERT_UPLOAD).await?;
         let expiry = self.limits.multipart_expiry.as_secs_f64();
@@ -198,10 +199,10 @@ impl Storage {
             .query_one(
                 &statement,
                 &[
-                    &upload_id(),
+                    &id,
                     &create.bucket,
                     &create.name,
-                    &segments::new_manifest_key(),
+                    &segments::manifest_key_for_upload(&id),
                     &write.owner,
                     &create.user_metadata,
                     &caller.identity.role,
@@ -216,6 +217,25 @@ impl Storage {
             .await
             .map_err(write_error)?;
         Ok(MultipartUpload::from_row(&row))
+    }
+
+    /// The size of the object upload `upload_id` completed into, if that object is still the
+    /// one it wrote and the caller may see it (operation `storage.info`); `None` otherwise.
+    pub async fn completed_upload_size(
+        &self,
+        caller: &Caller,
+        bucket: &str,
+        name: &str,
+        upload_id: &str,
+    ) -> Result<Option<u64>, Error> {
+        let row = match self.object(caller, Operation::Info, bucket, name).await {
+            Ok(row) => row,
+            Err(Error::ObjectNotFound) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let completed =
+            row.version.as_deref() == Some(segments::manifest_key_for_upload(upload_id).as_str());
+        Ok(completed.then(|| row.size()))
     }
 
     /// An upload in progress, if the caller may use it (see the module documentation).

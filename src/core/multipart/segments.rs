@@ -11,6 +11,7 @@ use std::io;
 
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::bytes::{ByteRange, ByteStream, StoreError};
@@ -26,6 +27,15 @@ pub fn is_manifest(version: &str) -> bool {
 
 pub(super) fn new_manifest_key() -> String {
     format!("{MANIFEST_PREFIX}{}", Uuid::new_v4().simple())
+}
+
+/// The manifest key of the object a multipart upload completes into. It is derived from the
+/// upload's id, so once the upload is gone its object still answers for it (a resumable client
+/// that lost the last PATCH's answer asks), and it is a hash, so the `version` that readers of
+/// the object see does not reveal the id.
+pub(super) fn manifest_key_for_upload(upload_id: &str) -> String {
+    let digest = Sha256::digest(format!("pgstorage multipart upload {upload_id}").as_bytes());
+    format!("{MANIFEST_PREFIX}{}", &hex::encode(digest)[..32])
 }
 
 /// The segments holding bytes `$2..=$3` of manifest `$1`, in order.
