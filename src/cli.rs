@@ -15,6 +15,7 @@ use crate::config::{
     TokenArgs,
 };
 use crate::core::s3_keys;
+use crate::core::sql_files::SqlFileSettings;
 use crate::core::{Limits, Storage};
 use crate::db::embedded::{self, EmbeddedCluster};
 use crate::db::{self, Database, migrate};
@@ -195,7 +196,7 @@ async fn serve_on(
         s3_credentials(args, &anon, jwt_secret)?,
     );
     let app = http::app(AppState {
-        storage,
+        storage: storage.clone(),
         auth,
         s3: Some(s3),
     });
@@ -209,6 +210,20 @@ async fn serve_on(
         .await
         .with_context(|| format!("listening on {address}"))?;
     let local = listener.local_addr()?;
+    // Before the first request: storage.get_file signs with this key from now on.
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
+    storage
+        .publish_sql_file_settings(&SqlFileSettings {
+            secret: jwt_secret.as_bytes().to_vec(),
+            public_url,
+            url_lifetime: args.sql_file_url_lifetime,
+            max_inline_size: args.sql_file_max_size,
+        })
+        .await
+        .context("publishing the signing key for storage.get_file")?;
 
     // Keys for people to try the server with: ten years, like Supabase's API keys. The anon
     // key is the same on every start: S3 session-token requests are signed with it.

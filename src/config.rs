@@ -269,6 +269,23 @@ pub struct ServeArgs {
     /// connection is closed.
     #[arg(long, env = "PGSTORAGE_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: std::time::Duration,
+
+    /// The URL clients reach this server at (e.g. https://files.example.com, or
+    /// https://api.example.com/storage/v1 behind a gateway). URLs signed in the database by
+    /// `storage.get_file` point there. Absent: http://<listening address>.
+    #[arg(long, env = "PGSTORAGE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Largest object `storage.get_file` returns from the database itself (postgres store; e.g.
+    /// 25MB): PostgREST holds a whole response in memory. Larger objects are refused (SQLSTATE
+    /// 54000).
+    #[arg(long, env = "PGSTORAGE_SQL_FILE_MAX_SIZE", default_value = "25MB", value_parser = parse_size)]
+    pub sql_file_max_size: u64,
+
+    /// How long the download URLs that `storage.get_file` signs in the database stay valid
+    /// (e.g. 60s, 5m).
+    #[arg(long, env = "PGSTORAGE_SQL_FILE_URL_LIFETIME", default_value = "60s", value_parser = parse_duration)]
+    pub sql_file_url_lifetime: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

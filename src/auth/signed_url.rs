@@ -6,7 +6,10 @@
 //! tokens add `jti` (the token's id: the server records the signer's claims under it when
 //! signing, and the use of a single-use token), `upsert`, and `owner` / `signer_role` (the
 //! signer's `sub` and role) when the signer had them. The signer's other claims stay in the
-//! database, out of a URL that may be handed to anyone. The audience keeps these
+//! database, out of a URL that may be handed to anyone. Download tokens signed inside the
+//! database by `storage.get_file` (migration 0014) carry `signer_role` and `owner` too: the
+//! database cannot prove to the server that its RLS check passed, so the server checks the
+//! signer's policies again when such a URL is used. The audience keeps these
 //! tokens apart from API credentials: [`super::Authenticator::identify`] refuses them, and
 //! [`verify`] refuses anything else. They deliberately carry no `role` or `sub` claim either, so
 //! another service sharing the JWT secret (PostgREST, say) that ignores `aud` still cannot take a
@@ -72,6 +75,25 @@ pub struct UploadGrant {
     pub upsert: bool,
 }
 
+/// The signer of a download token made in the database: the role it ran as and its `sub`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadSigner {
+    pub role: String,
+    pub sub: Option<String>,
+}
+
+impl DownloadSigner {
+    /// The claims the signer's policies are evaluated with when the URL is used.
+    pub fn claims(&self) -> Map<String, Value> {
+        let mut claims = Map::new();
+        claims.insert("role".into(), self.role.clone().into());
+        if let Some(sub) = &self.sub {
+            claims.insert("sub".into(), sub.clone().into());
+        }
+        claims
+    }
+}
+
 /// A verified token, checked against the object it was presented for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedToken {
@@ -82,6 +104,10 @@ pub struct SignedToken {
     pub scope: Scope,
     /// `Some` for upload tokens.
     pub upload: Option<UploadGrant>,
+    /// For a download token signed in the database (`storage.get_file`, migration 0014): who
+    /// signed it. Its use is checked against that signer's policies again; a token without a
+    /// signer (the server's own) runs with privilege.
+    pub signer: Option<DownloadSigner>,
     /// Seconds since the Unix epoch.
     pub expires_at: u64,
 }
@@ -262,11 +288,22 @@ pub fn verify(
                 .unwrap_or(false),
         }
     });
+    let signer = (scope == Scope::Download)
+        .then(|| claims.get("signer_role").and_then(Value::as_str))
+        .flatten()
+        .map(|role| DownloadSigner {
+            role: role.to_string(),
+            sub: claims
+                .get("owner")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        });
     Ok(SignedToken {
         bucket: claimed_bucket.to_string(),
         name: claimed_name.to_string(),
         scope,
         upload,
+        signer,
         expires_at,
     })
 }

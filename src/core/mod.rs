@@ -15,6 +15,7 @@ mod operation;
 pub mod s3_keys;
 pub mod signed_writes;
 pub mod signing;
+pub mod sql_files;
 
 use std::sync::Arc;
 use std::time::Duration;

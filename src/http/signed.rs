@@ -202,7 +202,15 @@ async fn signed_download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let token = verify(&state, &query, &bucket, &name, Scope::Download)?;
-    let caller = privileged_caller(&method, &uri, &headers);
+    let mut caller = privileged_caller(&method, &uri, &headers);
+    if let Some(signer) = &token.signer {
+        // Signed in the database (storage.get_file): the signer's policies decide again, and
+        // its role must be one this server lets requests assume.
+        caller.identity = state.auth.authorize(Identity {
+            role: signer.role.clone(),
+            claims: signer.claims(),
+        })?;
+    }
     serve_object(
         &state,
         &caller,
