@@ -241,6 +241,8 @@ declare
     size bigint;
     cap bigint;
     media text;
+    essence text;
+    inert boolean;
     filename text;
     modified timestamptz;
 begin
@@ -294,6 +296,16 @@ begin
     if media is null or media !~ '^[!-~][ -~]*$' then
         media := 'application/octet-stream';
     end if;
+    essence := pg_catalog.lower(pg_catalog.btrim(pg_catalog.split_part(media, ';', 1)));
+    -- As the REST API does (docs/security.md, core::media_type): only inert types are shown
+    -- inline; anything that could run as a page of the API's origin is a download.
+    inert := pg_catalog.split_part(essence, '/', 1) in ('audio', 'video', 'font')
+        or essence = any (array[
+            'image/png', 'image/jpeg', 'image/pjpeg', 'image/gif', 'image/webp', 'image/avif',
+            'image/apng', 'image/bmp', 'image/tiff', 'image/heic', 'image/heif', 'image/jxl',
+            'image/x-icon', 'image/vnd.microsoft.icon', 'text/plain', 'text/csv',
+            'text/markdown', 'text/css', 'application/json', 'application/pdf',
+            'application/octet-stream', 'application/zip', 'application/gzip']);
     filename := storage.filename(o.name);
     modified := coalesce((o.metadata ->> 'lastModified')::timestamptz, o.updated_at);
     perform pg_catalog.set_config('response.headers', storage.response_headers(
@@ -303,7 +315,7 @@ begin
             media,
             pg_catalog.length(bytes)::text,
             -- RFC 6266: an ASCII fallback and the exact name (RFC 8187).
-            'inline; filename="'
+            case when inert then 'inline' else 'attachment' end || '; filename="'
                 || pg_catalog.translate(pg_catalog.regexp_replace(filename, '[^ -~]', '_', 'g'), '"\', '__')
                 || '"; filename*=UTF-8''''' || storage.percent_encode(filename, '[A-Za-z0-9!#$&+.^_`|~-]'),
             coalesce(o.metadata ->> 'cacheControl', 'no-cache'),
@@ -312,8 +324,7 @@ begin
             'nosniff',
             -- Served from the API's origin: active content (HTML, SVG) must not run there. PDF
             -- viewers refuse a sandbox (see core::media_type).
-            case when pg_catalog.lower(pg_catalog.split_part(media, ';', 1)) = 'application/pdf'
-                 then null else 'sandbox' end
+            case when essence = 'application/pdf' then null else 'sandbox' end
         ]), true);
     return bytes;
 end

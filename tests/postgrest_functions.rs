@@ -347,6 +347,42 @@ async fn the_postgres_store_answers_with_the_exact_bytes_and_headers() {
     .unwrap();
     assert_eq!(pdf.header("Content-Security-Policy"), None);
     assert_eq!(pdf.header("Content-Type"), Some("application/pdf"));
+
+    // Active content is a download, as from the REST API: never a page of the API's origin.
+    put(
+        &server,
+        "files",
+        "u1/page.html",
+        b"<script>1</script>",
+        "text/html",
+    )
+    .await;
+    let html = rpc(
+        &server.db,
+        "authenticated",
+        Some("u1"),
+        "get_file",
+        "files",
+        "u1/page.html",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        html.header("Content-Disposition"),
+        Some("attachment; filename=\"page.html\"; filename*=UTF-8''page.html")
+    );
+    assert_eq!(html.header("Content-Security-Policy"), Some("sandbox"));
+    let rest = rest_get(
+        &server,
+        Some(&server.user_key("u1")),
+        "files",
+        "u1/page.html",
+    )
+    .await;
+    assert_eq!(
+        rest.headers()["content-disposition"].to_str().unwrap(),
+        html.header("Content-Disposition").unwrap()
+    );
 }
 
 #[tokio::test]
@@ -959,4 +995,98 @@ async fn a_server_started_with_a_new_secret_replaces_the_key_in_the_database() {
     assert_eq!(response.text().await.unwrap(), "first");
     drop(second);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_multipart_object_in_the_database_is_assembled_from_its_parts() {
+    use futures::StreamExt;
+    use pgstorage::core::Limits;
+    use pgstorage::core::multipart::{CompletePart, CreateMultipart};
+
+    let server = TestServer::start_with(postgres_store()).await;
+    policies(&server).await;
+    let storage = server.storage.with_limits(Limits {
+        multipart_min_part_size: 1000,
+        ..server.storage.limits().clone()
+    });
+    let who = common::caller("service_role", None);
+    let upload = storage
+        .create_multipart(
+            &who,
+            CreateMultipart {
+                bucket: "files".into(),
+                name: "u1/joined.bin".into(),
+                content_type: Some("application/octet-stream".into()),
+                ..CreateMultipart::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Parts of more than one chunk each, so both orders (segments, then chunks) matter.
+    let parts = [
+        pattern(1024 * 1024 + 7),
+        pattern(1024 * 1024 + 3)
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>(),
+        b"tail".to_vec(),
+    ];
+    let mut named = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let body = futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(
+            part.clone(),
+        ))])
+        .boxed();
+        let info = storage
+            .upload_part(
+                &who,
+                &upload.id,
+                i as u32 + 1,
+                body,
+                Some(part.len() as u64),
+            )
+            .await
+            .unwrap();
+        named.push(CompletePart {
+            part_number: i as u32 + 1,
+            etag: Some(info.etag),
+        });
+    }
+    storage
+        .complete_multipart(&who, &upload.id, &named)
+        .await
+        .unwrap();
+    let segments: i64 = server
+        .db
+        .admin_client()
+        .await
+        .query_one("select count(*) from storage.object_segments", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        segments, 3,
+        "the object must be segmented for this test to mean anything"
+    );
+
+    let answer = rpc(
+        &server.db,
+        "authenticated",
+        Some("u1"),
+        "get_file",
+        "files",
+        "u1/joined.bin",
+    )
+    .await
+    .unwrap();
+    assert_eq!(sha256(&answer.body), sha256(&parts.concat()));
+    let stranger = rpc(
+        &server.db,
+        "authenticated",
+        Some("u2"),
+        "get_file",
+        "files",
+        "u1/joined.bin",
+    );
+    assert_eq!(stranger.await.unwrap_err(), not_found());
 }
