@@ -397,7 +397,15 @@ async fn policies_decide_through_get_file_as_through_the_rest_api() {
     let u2 = server.user_key("u2");
     let service = server.service_key();
     // (role, sub, key for the REST API, bucket, name, visible?)
-    let cases: &[(&str, Option<&str>, Option<&str>, &str, &str, bool)] = &[
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+        &'a str,
+        bool,
+    );
+    let cases: &[Case] = &[
         (
             "authenticated",
             Some("u1"),
@@ -808,7 +816,7 @@ async fn signing_directly_gives_no_one_more_than_their_policies() {
     tx.rollback().await.unwrap();
     let response = reqwest::get(&url).await.unwrap();
     let (status, body) = json_of(response).await;
-    assert!(matches!(status, 400 | 404), "{status} {body}");
+    assert_eq!(status, 404, "{body}");
 
     // The key itself is out of every API role's reach.
     for role in ["anon", "authenticated", "service_role"] {
