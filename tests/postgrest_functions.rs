@@ -692,7 +692,20 @@ fn base64_of(text: &str) -> String {
 
 #[tokio::test]
 async fn the_fs_store_redirects_to_a_url_the_server_serves() {
-    let server = TestServer::start_with(fs_store()).await;
+    redirects_to_a_url_the_server_serves(fs_store()).await;
+}
+
+#[tokio::test]
+async fn the_s3_store_redirects_to_a_url_the_server_serves() {
+    redirects_to_a_url_the_server_serves(Options {
+        backend: Backend::S3,
+        ..Options::default()
+    })
+    .await;
+}
+
+async fn redirects_to_a_url_the_server_serves(options: Options) {
+    let server = TestServer::start_with(options).await;
     policies(&server).await;
     publish(&server, Duration::from_secs(60), 25_000_000).await;
     let data = pattern(200_000);

@@ -431,6 +431,39 @@ mod tests {
     }
 
     #[test]
+    fn a_download_token_signed_in_the_database_names_its_signer() {
+        let k = keys();
+        let own = sign_download(&k, "b", "x", HOUR).unwrap();
+        assert_eq!(
+            verify(&k, Some(&own), "b", "x", Scope::Download)
+                .unwrap()
+                .signer,
+            None
+        );
+        let mut claims = base_claims("b", "x", Scope::Download);
+        claims.insert("signer_role".into(), "authenticated".into());
+        claims.insert("owner".into(), "u1".into());
+        let from_sql = k.sign(claims, Some(HOUR)).unwrap();
+        let signer = verify(&k, Some(&from_sql), "b", "x", Scope::Download)
+            .unwrap()
+            .signer
+            .unwrap();
+        assert_eq!(signer.role, "authenticated");
+        assert_eq!(signer.claims()["sub"], "u1");
+        assert_eq!(signer.claims()["role"], "authenticated");
+        // Upload tokens keep their own grant; they never name a download signer.
+        let grant = UploadGrant {
+            id: "t".into(),
+            owner: Some("u1".into()),
+            role: Some("authenticated".into()),
+            upsert: false,
+        };
+        let upload = sign_upload(&k, "b", "x", &grant, HOUR).unwrap();
+        let verified = verify(&k, Some(&upload), "b", "x", Scope::Upload).unwrap();
+        assert_eq!(verified.signer, None);
+    }
+
+    #[test]
     fn the_audience_is_recognised_as_string_or_array() {
         let mut claims = Map::new();
         assert!(!is_signed_url_token(&claims));
