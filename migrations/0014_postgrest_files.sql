@@ -11,8 +11,9 @@
 --   * elsewhere (local disk, S3): get_file answers 307 with a Location header: a short-lived
 --     signed download URL of the pgstorage server, signed here with the server's key.
 --
--- The key lives in storage.sql_file_settings, which no API role can read; the server writes it
--- at every start (so a new secret replaces the old one at once). Only
+-- The key (derived from the server's JWT secret, never the secret itself) lives in
+-- storage.sql_file_settings, which no API role can read; the server writes it at every start
+-- (so a new secret replaces the old key at once). Only
 -- storage.sign_download_url, a security definer function owned by pgstorage_server, reads it.
 -- The token it makes carries the invoker's role and sub (signer_role / owner): the server serves
 -- it under the signer's policies again, so calling the signer directly gains nobody anything.

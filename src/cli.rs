@@ -217,7 +217,7 @@ async fn serve_on(
         .unwrap_or_else(|| format!("http://{local}"));
     storage
         .publish_sql_file_settings(&SqlFileSettings {
-            secret: jwt_secret.as_bytes().to_vec(),
+            secret: keys.database_signing_key().to_vec(),
             public_url,
             url_lifetime: args.sql_file_url_lifetime,
             max_inline_size: args.sql_file_max_size,

@@ -233,7 +233,7 @@ async fn publish(server: &TestServer, lifetime: Duration, max_inline_size: u64) 
     server
         .storage
         .publish_sql_file_settings(&SqlFileSettings {
-            secret: JWT_SECRET.as_bytes().to_vec(),
+            secret: common::keys().database_signing_key().to_vec(),
             public_url: format!("{}/", server.url),
             url_lifetime: lifetime,
             max_inline_size,
@@ -997,7 +997,11 @@ async fn a_server_started_with_a_new_secret_replaces_the_key_in_the_database() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(stored, second_secret.as_bytes());
+    assert_eq!(
+        stored,
+        JwtKeys::new(second_secret.as_bytes()).database_signing_key()
+    );
+    assert_ne!(stored, second_secret.as_bytes(), "never the secret itself");
     let response = reqwest::get(&old_url).await.unwrap();
     let (status, body) = json_of(response).await;
     assert_eq!(status, 400, "the old key's URL must stop working: {body}");

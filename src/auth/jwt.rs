@@ -72,6 +72,21 @@ pub struct JwtKeys {
     decoding: DecodingKey,
     validation: Validation,
     jwks: Option<Arc<JwkKeySet>>,
+    /// The key the database signs download URLs with (see [`JwtKeys::database_signing_key`]).
+    database_key: Arc<Vec<u8>>,
+    database_decoding: DecodingKey,
+}
+
+/// Binds the database's signing key to that one use (as `sealed` does for its key).
+const DATABASE_SIGNING_CONTEXT: &[u8] = b"pgstorage database-signed download URLs v1";
+
+/// Who signed a signed-URL token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedBy {
+    /// This server, with its secret.
+    Server,
+    /// The database (`storage.sign_download_url`), with [`JwtKeys::database_signing_key`].
+    Database,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -82,11 +97,47 @@ impl std::fmt::Debug for JwtKeys {
 
 impl JwtKeys {
     pub fn new(secret: &[u8]) -> Self {
+        use aws_lc_rs::hmac;
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, secret),
+            DATABASE_SIGNING_CONTEXT,
+        );
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation: validation(Algorithm::HS256),
             jwks: None,
+            database_key: Arc::new(derived.as_ref().to_vec()),
+            database_decoding: DecodingKey::from_secret(derived.as_ref()),
+        }
+    }
+
+    /// The HS256 key the database signs download URLs with: HMAC-SHA256(secret, a fixed
+    /// context), so the database never holds the secret itself (which mints API keys of any
+    /// role). It changes whenever the secret does. Tokens signed with it are only ever accepted
+    /// as signed download URLs that name their signer ([`JwtKeys::verify_signed_url`]).
+    pub fn database_signing_key(&self) -> &[u8] {
+        &self.database_key
+    }
+
+    /// Verifies a signed-URL token made by this server or by the database, saying which.
+    pub fn verify_signed_url(
+        &self,
+        token: &str,
+    ) -> Result<(Map<String, Value>, SignedBy), AuthError> {
+        match self.verify_own(token) {
+            Ok(claims) => Ok((claims, SignedBy::Server)),
+            Err(own_error) => {
+                match jsonwebtoken::decode::<Value>(
+                    token,
+                    &self.database_decoding,
+                    &self.validation,
+                ) {
+                    Ok(data) => Ok((claims_object(data.claims)?, SignedBy::Database)),
+                    // The server's reading of the token is the one worth telling.
+                    Err(_) => Err(own_error),
+                }
+            }
         }
     }
 

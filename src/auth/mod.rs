@@ -9,7 +9,7 @@ pub mod signed_url;
 
 pub use identity::{Authenticator, Identity};
 pub use jwks::JwkKeySet;
-pub use jwt::JwtKeys;
+pub use jwt::{JwtKeys, SignedBy};
 
 /// Why a request's credentials were refused. Both variants reach the client as a clear error and
 /// never fall back to a weaker identity.

@@ -9,7 +9,9 @@
 //! database, out of a URL that may be handed to anyone. Download tokens signed inside the
 //! database by `storage.get_file` (migration 0014) carry `signer_role` and `owner` too: the
 //! database cannot prove to the server that its RLS check passed, so the server checks the
-//! signer's policies again when such a URL is used. The audience keeps these
+//! signer's policies again when such a URL is used. The database signs with a key derived from
+//! the secret ([`JwtKeys::database_signing_key`]), never the secret itself; a token signed with
+//! that key is accepted only as a download URL that names its signer. The audience keeps these
 //! tokens apart from API credentials: [`super::Authenticator::identify`] refuses them, and
 //! [`verify`] refuses anything else. They deliberately carry no `role` or `sub` claim either, so
 //! another service sharing the JWT secret (PostgREST, say) that ignores `aud` still cannot take a
@@ -19,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::{AuthError, JwtKeys};
+use super::{AuthError, JwtKeys, SignedBy};
 
 /// The `aud` claim of every signed-URL token, and of no API credential.
 pub const SIGNED_URL_AUDIENCE: &str = "pgstorage:signed-url";
@@ -234,10 +236,20 @@ pub fn verify(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(SignedUrlError::Missing)?;
-    let claims = keys.verify_own(token).map_err(|error| match error {
+    let (claims, signed_by) = keys.verify_signed_url(token).map_err(|error| match error {
         AuthError::InvalidToken(reason) => SignedUrlError::Invalid(reason),
         other => SignedUrlError::Invalid(other.to_string()),
     })?;
+    // The database's key signs downloads for a named signer, nothing else: a token of it that
+    // would run with privilege (no signer) or upload is refused.
+    if signed_by == SignedBy::Database
+        && (scope != Scope::Download || !claims.contains_key("signer_role"))
+    {
+        return Err(SignedUrlError::Invalid(
+            "a token signed in the database is only valid as a download URL that names its signer"
+                .into(),
+        ));
+    }
     if !is_signed_url_token(&claims) {
         return Err(SignedUrlError::Invalid(
             "not a signed-URL token (an API key or session token cannot sign a URL)".into(),
@@ -461,6 +473,41 @@ mod tests {
         let upload = sign_upload(&k, "b", "x", &grant, HOUR).unwrap();
         let verified = verify(&k, Some(&upload), "b", "x", Scope::Upload).unwrap();
         assert_eq!(verified.signer, None);
+    }
+
+    #[test]
+    fn the_databases_key_signs_download_urls_that_name_their_signer_and_nothing_else() {
+        let k = keys();
+        let database = JwtKeys::new(k.database_signing_key());
+        let mut claims = base_claims("b", "x", Scope::Download);
+        claims.insert("signer_role".into(), "anon".into());
+        let good = database.sign(claims, Some(HOUR)).unwrap();
+        let ok = verify(&k, Some(&good), "b", "x", Scope::Download).unwrap();
+        assert_eq!(ok.signer.unwrap().role, "anon");
+
+        // Without a signer it would run with privilege; as an upload it would write.
+        let privileged = database
+            .sign(base_claims("b", "x", Scope::Download), Some(HOUR))
+            .unwrap();
+        let upload = database
+            .sign(base_claims("b", "x", Scope::Upload), Some(HOUR))
+            .unwrap();
+        for (token, scope) in [(privileged, Scope::Download), (upload, Scope::Upload)] {
+            assert!(matches!(
+                verify(&k, Some(&token), "b", "x", scope),
+                Err(SignedUrlError::Invalid(m)) if m.contains("signed in the database")
+            ));
+        }
+        // Nor is it an API credential.
+        let api = database
+            .mint("service_role", None, Some(HOUR), Map::new())
+            .unwrap();
+        assert!(k.verify(&api).is_err());
+        // And it is not the secret.
+        assert_ne!(
+            k.database_signing_key(),
+            b"unit-test-secret-unit-test-secret"
+        );
     }
 
     #[test]

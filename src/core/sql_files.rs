@@ -12,7 +12,8 @@ use super::{Error, Storage};
 /// The row of `storage.sql_file_settings`.
 #[derive(Debug, Clone)]
 pub struct SqlFileSettings {
-    /// The HS256 secret the server signs its own tokens with (its bytes, as the server uses them).
+    /// The HS256 key the database signs with: `JwtKeys::database_signing_key`, derived from the
+    /// server's secret (never the secret itself, which mints API keys).
     pub secret: Vec<u8>,
     /// Where clients reach this server (e.g. `https://files.example.com` or
     /// `https://project.example.com/storage/v1`): signed URLs are this plus `/object/sign/...`.
