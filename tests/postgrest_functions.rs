@@ -156,11 +156,12 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
-/// Seed 003's kinds of policy: an owner's folder, a public bucket, and a join with a business
-/// table (files shared with a user).
+/// Seed 003's kinds of policy: an owner's folder, a public bucket, and its join with a business
+/// table (an article's cover follows the article's visibility).
 async fn policies(server: &TestServer) {
     server.create_bucket("files", false).await;
     server.create_bucket("pub", true).await;
+    server.create_bucket("article-assets", false).await;
     server
         .db
         .sql(
@@ -168,13 +169,20 @@ async fn policies(server: &TestServer) {
                  using (bucket_id = 'files' and (storage.foldername(name))[1] = (select auth.uid()));
              create policy public_read on storage.objects for select to anon, authenticated
                  using (bucket_id in (select id from storage.buckets where public));
-             create table public.shares (object_name text, user_id text);
-             grant select on public.shares to authenticated;
-             insert into public.shares values ('u1/shared.txt', 'u2');
-             create policy shared_with_me on storage.objects for select to authenticated
-                 using (bucket_id = 'files' and exists (
-                     select 1 from public.shares s
-                     where s.object_name = objects.name and s.user_id = (select auth.uid())));",
+             create table public.articles (
+                 id bigserial primary key,
+                 owner_id text default auth.uid(),
+                 cover_key text,
+                 is_public boolean default false);
+             grant select on public.articles to anon, authenticated;
+             insert into public.articles (owner_id, cover_key, is_public) values
+                 ('u1', 'articles/1/cover.png', true),
+                 ('u1', 'articles/2/cover.png', false);
+             create policy cover_read on storage.objects for select to anon, authenticated
+                 using (bucket_id = 'article-assets' and exists (
+                     select 1 from public.articles a
+                     where a.cover_key = storage.objects.name
+                       and (a.is_public or a.owner_id = auth.uid())));",
         )
         .await;
 }
@@ -390,75 +398,47 @@ async fn policies_decide_through_get_file_as_through_the_rest_api() {
     let server = TestServer::start_with(postgres_store()).await;
     policies(&server).await;
     put(&server, "files", "u1/private.txt", b"mine", "text/plain").await;
-    put(&server, "files", "u1/shared.txt", b"shared", "text/plain").await;
+    put(
+        &server,
+        "article-assets",
+        "articles/1/cover.png",
+        b"public cover",
+        "image/png",
+    )
+    .await;
+    put(
+        &server,
+        "article-assets",
+        "articles/2/cover.png",
+        b"draft cover",
+        "image/png",
+    )
+    .await;
     put(&server, "pub", "open.txt", b"everyone", "text/plain").await;
 
-    let u1 = server.user_key("u1");
-    let u2 = server.user_key("u2");
-    let service = server.service_key();
-    // (role, sub, key for the REST API, bucket, name, visible?)
-    type Case<'a> = (
-        &'a str,
-        Option<&'a str>,
-        Option<&'a str>,
-        &'a str,
-        &'a str,
-        bool,
-    );
-    let cases: &[Case] = &[
-        (
-            "authenticated",
-            Some("u1"),
-            Some(&u1),
-            "files",
-            "u1/private.txt",
-            true,
-        ),
-        (
-            "authenticated",
-            Some("u2"),
-            Some(&u2),
-            "files",
-            "u1/private.txt",
-            false,
-        ),
-        (
-            "authenticated",
-            Some("u2"),
-            Some(&u2),
-            "files",
-            "u1/shared.txt",
-            true,
-        ),
-        ("anon", None, None, "files", "u1/private.txt", false),
-        ("anon", None, None, "pub", "open.txt", true),
-        (
-            "authenticated",
-            Some("u2"),
-            Some(&u2),
-            "pub",
-            "open.txt",
-            true,
-        ),
-        (
-            "service_role",
-            None,
-            Some(&service),
-            "files",
-            "u1/private.txt",
-            true,
-        ),
-        (
-            "authenticated",
-            Some("u1"),
-            Some(&u1),
-            "files",
-            "u1/missing.txt",
-            false,
-        ),
-        ("anon", None, None, "nope", "x", false),
+    // (who asks, bucket, name, may they see it?)
+    let cases = [
+        ("u1", "files", "u1/private.txt", true),
+        ("u2", "files", "u1/private.txt", false),
+        ("anon", "files", "u1/private.txt", false),
+        ("service", "files", "u1/private.txt", true),
+        ("u1", "files", "u1/missing.txt", false),
+        ("anon", "pub", "open.txt", true),
+        ("u2", "pub", "open.txt", true),
+        ("anon", "article-assets", "articles/1/cover.png", true),
+        ("anon", "article-assets", "articles/2/cover.png", false),
+        ("u1", "article-assets", "articles/2/cover.png", true),
+        ("u2", "article-assets", "articles/2/cover.png", false),
+        ("u2", "article-assets", "articles/1/cover.png", true),
+        ("anon", "nope", "x", false),
     ];
-    for &(role, sub, key, bucket, name, visible) in cases {
+    for (who, bucket, name, visible) in cases {
+        let (role, sub, key) = match who {
+            "anon" => ("anon", None, None),
+            "service" => ("service_role", None, Some(server.service_key())),
+            user => ("authenticated", Some(user), Some(server.user_key(user))),
+        };
+        let key = key.as_deref();
         let sql = rpc(&server.db, role, sub, "get_file", bucket, name).await;
         let rest = rest_get(&server, key, bucket, name).await;
         let rest_status = rest.status().as_u16();
