@@ -1095,3 +1095,62 @@ async fn a_multipart_object_in_the_database_is_assembled_from_its_parts() {
     );
     assert_eq!(stranger.await.unwrap_err(), not_found());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The "*/*" domain
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_any_media_type_domain_is_created_once_beside_an_applications_own() {
+    // The seed's application made its own "*/*" in public; ours lives in storage and both stay.
+    let db = TestDb::empty().await;
+    let mut client = db.admin_client().await;
+    client
+        .batch_execute(
+            "create schema storage; create domain storage.\"*/*\" as bytea;
+             create domain public.\"*/*\" as bytea;",
+        )
+        .await
+        .unwrap();
+    pgstorage::db::migrate::run(&mut client).await.unwrap();
+    let rows = client
+        .query(
+            "select n.nspname::text, format_type(t.typbasetype, null)
+             from pg_type t join pg_namespace n on n.oid = t.typnamespace
+             where t.typname = '*/*' order by 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let found: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        found,
+        [
+            ("public".to_string(), "bytea".to_string()),
+            ("storage".to_string(), "bytea".to_string())
+        ]
+    );
+    let returns: String = client
+        .query_one(
+            "select format_type(prorettype, null) from pg_proc
+             where oid = 'storage.get_file(text, text)'::regprocedure",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(returns, "storage.\"*/*\"");
+
+    // A "*/*" over another type cannot serve bytes: refused rather than adopted.
+    let other = TestDb::empty().await;
+    let mut client = other.admin_client().await;
+    client
+        .batch_execute("create schema storage; create domain storage.\"*/*\" as text;")
+        .await
+        .unwrap();
+    let error = pgstorage::db::migrate::run(&mut client).await.unwrap_err();
+    assert!(
+        format!("{error:#}").contains("is not a domain over bytea"),
+        "{error:#}"
+    );
+}
