@@ -71,7 +71,8 @@ impl VirtualHost {
             Some(bucket) => {
                 let bucket = percent_encoding::utf8_percent_encode(bucket, SEGMENT);
                 match path {
-                    "" | "/" => format!("/{bucket}"),
+                    // Signature V2 signs a bucket's own resource as `/bucket/`.
+                    "" | "/" => format!("/{bucket}/"),
                     key => format!("/{bucket}{key}"),
                 }
             }
@@ -146,7 +147,7 @@ mod tests {
         let bucket = VirtualHost {
             bucket: Some("photos".into()),
         };
-        assert_eq!(bucket.path_style("/"), "/photos");
+        assert_eq!(bucket.path_style("/"), "/photos/");
         assert_eq!(bucket.path_style("/a/b%20c"), "/photos/a/b%20c");
         let root = VirtualHost { bucket: None };
         assert_eq!(root.path_style("/photos/a"), "/photos/a");
