@@ -167,6 +167,7 @@ async fn create_upload(
                 upsert,
                 owner,
                 declared_length: length,
+                headers: Default::default(),
             },
         )
         .await?;

@@ -19,6 +19,7 @@ use super::handlers::{Handlers, caller, context};
 use super::objects::{Conditions, Info, read_row, timestamp, user_metadata_in};
 use crate::bytes::ByteRange;
 use crate::core::multipart::{CompletePart, CreateMultipart, ListUploads, PartSource};
+use crate::core::objects::ContentHeaders;
 use crate::core::{Caller, Error, Operation};
 
 /// S3's `uploadId`, `partNumber` and `max-*` bounds.
@@ -80,6 +81,10 @@ pub(super) async fn create_multipart_upload(
                 upsert: true,
                 owner: None,
                 declared_length: None,
+                headers: ContentHeaders {
+                    content_disposition: input.content_disposition.clone(),
+                    content_encoding: input.content_encoding.clone(),
+                },
             },
         )
         .await

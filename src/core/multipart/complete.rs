@@ -239,7 +239,7 @@ impl Storage {
                 .iter()
                 .map(|p| p.sha256.as_deref().and_then(|h| hex::decode(h).ok())),
         );
-        let metadata = json!({
+        let mut metadata = json!({
             "eTag": format!("\"{etag}\""),
             "size": size,
             "mimetype": upload.content_type,
@@ -249,6 +249,7 @@ impl Storage {
             "httpStatusCode": 200,
             "sha256Parts": sha256_parts,
         });
+        upload.headers.add_to(&mut metadata);
         let numbers: Vec<i32> = parts.iter().map(|p| p.part_number as i32).collect();
         let lease = self.limits.upload_lease.as_secs_f64();
         tx.query_one(

@@ -7,7 +7,7 @@ import hashlib
 import os
 
 from boto3.s3.transfer import TransferConfig
-from conftest import STATIC_ID, STATIC_SECRET, dbkey, error_of, session, static
+from conftest import STATIC_ID, STATIC_SECRET, dbkey, error_of, rest, session, static
 from test_awscli import aws
 
 MIB = 1024 * 1024
@@ -158,3 +158,34 @@ def test_creating_an_upload_outside_ones_folder_is_denied(bucket):
     uid = dbkey().create_multipart_upload(Bucket=bucket, Key="u1/y.bin")["UploadId"]
     code, status, _ = error_of(session().upload_part, Bucket=bucket, Key="u1/y.bin", UploadId=uid, PartNumber=1, Body=b"z")
     assert (code, status) == ("AccessDenied", 403)
+
+
+def test_create_keeps_the_representation_headers_for_the_object(bucket):
+    s3 = static()
+    upload = s3.create_multipart_upload(
+        Bucket=bucket,
+        Key="headers/report.csv.gz",
+        ContentType="text/csv",
+        CacheControl="max-age=300",
+        ContentDisposition='attachment; filename="report.csv.gz"',
+        ContentEncoding="gzip",
+        Metadata={"origin": "export"},
+    )
+    parts = []
+    for number, data in [(1, b"a" * (5 * MIB)), (2, b"tail")]:
+        part = s3.upload_part(Bucket=bucket, Key="headers/report.csv.gz", UploadId=upload["UploadId"], PartNumber=number, Body=data)
+        parts.append({"PartNumber": number, "ETag": part["ETag"]})
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="headers/report.csv.gz", UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )
+    for read in (s3.head_object, s3.get_object):
+        got = read(Bucket=bucket, Key="headers/report.csv.gz")
+        assert got["ContentType"] == "text/csv"
+        assert got["CacheControl"] == "max-age=300"
+        assert got["ContentDisposition"] == 'attachment; filename="report.csv.gz"'
+        assert got["ContentEncoding"] == "gzip"
+        assert got["Metadata"] == {"origin": "export"}
+    status, info, _ = rest("GET", f"/object/info/{bucket}/headers/report.csv.gz")
+    assert status == 200
+    assert (info["content_type"], info["cache_control"], info["metadata"]) == ("text/csv", "max-age=300", {"origin": "export"})
+    assert info["size"] == 5 * MIB + 4
