@@ -1,6 +1,6 @@
 //! The S3 front as real S3 clients use it: boto3, the AWS CLI, rclone, s3cmd, the AWS SDK for
-//! JavaScript, browser forms and hand-signed aws-chunked and virtual-host requests (the suite in `tests/clients/s3/`, under
-//! pytest), against a live server on a fresh database with the client fixtures' owner-folder
+//! JavaScript, browser forms and hand-signed aws-chunked and virtual-host requests (the suite
+//! in `tests/clients/s3/`, under pytest), against a live server on a fresh database with the client fixtures' owner-folder
 //! policy, and with each kind of credential: the static key pair, database keys (one live,
 //! bound to `authenticated` + `u1`, one revoked) and session tokens (user `u2`'s JWT, signed
 //! with the anon key).
