@@ -36,7 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(11, "0011_public_buckets_and_folded_names"),
     migration!(12, "0012_multipart_segments"),
     migration!(13, "0013_s3_keys"),
-    migration!(16, "0016_multipart_content_headers"),
+    migration!(16, "0016_multipart_headers_and_checksums"),
 ];
 
 impl Migration {

@@ -168,6 +168,7 @@ async fn create_upload(
                 owner,
                 declared_length: length,
                 headers: Default::default(),
+                checksum_algorithm: None,
             },
         )
         .await?;

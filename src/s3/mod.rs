@@ -28,6 +28,7 @@ mod handlers;
 mod inert;
 mod listing;
 mod multipart;
+mod multipart_checksums;
 mod objects;
 mod post_object;
 mod post_policy;

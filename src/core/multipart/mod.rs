@@ -62,6 +62,9 @@ pub struct CreateMultipart {
     pub declared_length: Option<u64>,
     /// Content-Disposition and Content-Encoding for the object (S3 keeps them).
     pub headers: ContentHeaders,
+    /// The algorithm of the parts' checksums (S3's `x-amz-checksum-algorithm`), kept with the
+    /// upload for the front that asked for it.
+    pub checksum_algorithm: Option<String>,
 }
 
 /// An upload in progress.
@@ -86,6 +89,8 @@ pub struct MultipartUpload {
     pub declared_length: Option<u64>,
     /// Content-Disposition and Content-Encoding for the completed object.
     pub headers: ContentHeaders,
+    /// The algorithm of the parts' checksums, when one was asked for at creation.
+    pub checksum_algorithm: Option<String>,
     /// The manifest key the completed object will have.
     version: String,
     caller_role: Option<String>,
@@ -96,17 +101,18 @@ pub struct MultipartUpload {
 const INSERT_UPLOAD: &str = "insert into storage.s3_multipart_uploads \
          (id, upload_signature, bucket_id, key, version, owner_id, user_metadata, caller_role, \
           caller_sub, content_type, cache_control, upsert, expires_at, declared_length, \
-          content_disposition, content_encoding) \
+          content_disposition, content_encoding, checksum_algorithm) \
      values ($1, '', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             now() + make_interval(secs => $12), $13, $14, $15) \
+             now() + make_interval(secs => $12), $13, $14, $15, $16) \
      returning id, bucket_id, key, version, owner_id, user_metadata, created_at, \
          in_progress_size, caller_role, caller_sub, content_type, cache_control, upsert, \
-         expires_at, declared_length, content_disposition, content_encoding";
+         expires_at, declared_length, content_disposition, content_encoding, checksum_algorithm";
 
 /// An upload that has not expired.
 const SELECT_UPLOAD: &str = "select id, bucket_id, key, version, owner_id, user_metadata, \
          created_at, in_progress_size, caller_role, caller_sub, content_type, cache_control, \
-         upsert, expires_at, declared_length, content_disposition, content_encoding \
+         upsert, expires_at, declared_length, content_disposition, content_encoding, \
+         checksum_algorithm \
      from storage.s3_multipart_uploads \
      where id = $1 and (expires_at is null or expires_at > now())";
 
@@ -142,6 +148,7 @@ impl MultipartUpload {
                 content_disposition: row.try_get("content_disposition").ok().flatten(),
                 content_encoding: row.try_get("content_encoding").ok().flatten(),
             },
+            checksum_algorithm: row.try_get("checksum_algorithm").ok().flatten(),
             version: row.get("version"),
             caller_role: row.get("caller_role"),
             caller_sub: row.get("caller_sub"),
@@ -224,6 +231,7 @@ impl Storage {
                     &declared,
                     &create.headers.content_disposition,
                     &create.headers.content_encoding,
+                    &create.checksum_algorithm,
                 ],
             )
             .await

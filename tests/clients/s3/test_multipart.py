@@ -3,8 +3,10 @@ by hand, the multipart ETag, its errors, and RLS deciding who may start one."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import zlib
 
 from boto3.s3.transfer import TransferConfig
 from conftest import STATIC_ID, STATIC_SECRET, dbkey, error_of, rest, session, static
@@ -189,3 +191,43 @@ def test_create_keeps_the_representation_headers_for_the_object(bucket):
     assert status == 200
     assert (info["content_type"], info["cache_control"], info["metadata"]) == ("text/csv", "max-age=300", {"origin": "export"})
     assert info["size"] == 5 * MIB + 4
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_composite_checksums(bucket):
+    """An upload created with a checksum algorithm: each part's checksum is kept and listed, a
+    completion naming another is refused, and the object's checksum is AWS's composite."""
+    s3 = static()
+    datas = [os.urandom(5 * MIB), b"last part"]
+    digests = {
+        "SHA256": lambda d: hashlib.sha256(d).digest(),
+        "CRC32": lambda d: zlib.crc32(d).to_bytes(4, "big"),
+    }
+    for algorithm, digest in digests.items():
+        key = f"sums/{algorithm}.bin"
+        upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm=algorithm)
+        assert upload["ChecksumAlgorithm"] == algorithm
+        parts = []
+        for number, data in enumerate(datas, 1):
+            part = s3.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=number, Body=data, ChecksumAlgorithm=algorithm
+            )
+            assert part[f"Checksum{algorithm}"] == _b64(digest(data))
+            parts.append({"PartNumber": number, "ETag": part["ETag"], f"Checksum{algorithm}": part[f"Checksum{algorithm}"]})
+        listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+        assert listed["ChecksumAlgorithm"] == algorithm
+        assert [p[f"Checksum{algorithm}"] for p in listed["Parts"]] == [_b64(digest(d)) for d in datas]
+        # A part checksum that is not the part's is refused, and the upload stays.
+        wrong = [dict(parts[0], **{f"Checksum{algorithm}": _b64(digest(b"other"))}), parts[1]]
+        code, _, _ = error_of(
+            s3.complete_multipart_upload, Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": wrong}
+        )
+        assert code == "InvalidPart"
+        done = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts})
+        composite = _b64(digest(b"".join(digest(d) for d in datas))) + "-2"
+        assert done[f"Checksum{algorithm}"] == composite
+        assert done["ChecksumType"] == "COMPOSITE"
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"".join(datas)
