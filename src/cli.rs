@@ -194,7 +194,8 @@ async fn serve_on(
         auth.clone(),
         s3_credentials(args, &anon, jwt_secret)?,
     )
-    .with_virtual_host_domain(args.s3_api.s3_api_virtual_host_domain.as_deref());
+    .with_virtual_host_domain(args.s3_api.s3_api_virtual_host_domain.as_deref())
+    .context("--s3-api-virtual-host-domain")?;
     let app = http::app(AppState {
         storage,
         auth,

@@ -87,10 +87,19 @@ impl S3Front {
     }
 
     /// Serves virtual-host style requests under `domain` (`bucket.DOMAIN`, and path-style at
-    /// the root of `DOMAIN`); `None` or empty: path-style under the prefixes only.
-    pub fn with_virtual_host_domain(mut self, domain: Option<&str>) -> Self {
-        self.domain = domain.and_then(virtual_host::Domain::new);
-        self
+    /// the root of `DOMAIN`); `None`: path-style under the prefixes only. Refused unless the
+    /// domain is a host name (no scheme, port or path).
+    pub fn with_virtual_host_domain(mut self, domain: Option<&str>) -> anyhow::Result<Self> {
+        self.domain = match domain {
+            None => None,
+            Some(name) => Some(virtual_host::Domain::new(name).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the S3 virtual-host domain must be a host name without scheme, port or \
+                     path, not '{name}'"
+                )
+            })?),
+        };
+        Ok(self)
     }
 
     /// `router` with the requests addressed to the virtual-host domain, whatever their path,

@@ -18,9 +18,14 @@ use super::error::s3;
 pub(super) struct Domain(String);
 
 impl Domain {
+    /// `None` unless `domain` is a host name (no scheme, port or path).
     pub(super) fn new(domain: &str) -> Option<Self> {
         let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-        (!domain.is_empty()).then_some(Self(domain))
+        let valid = !domain.is_empty()
+            && domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+        valid.then_some(Self(domain))
     }
 
     /// The addressing a request's host asks for, or `None` when the host is not ours.
@@ -140,6 +145,8 @@ mod tests {
         assert_eq!(d.of_host("127.0.0.1:9000"), None);
         assert_eq!(d.of_host("example.test"), None);
         assert!(Domain::new(" ").is_none());
+        assert!(Domain::new("localhost:9000").is_none());
+        assert!(Domain::new("http://s3.example.test").is_none());
     }
 
     #[test]

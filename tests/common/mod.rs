@@ -906,7 +906,8 @@ impl TestServer {
                 .to_vec(),
         );
         let s3 = pgstorage::s3::S3Front::new(storage.clone(), auth.clone(), s3_credentials())
-            .with_virtual_host_domain(options.s3_virtual_host_domain.as_deref());
+            .with_virtual_host_domain(options.s3_virtual_host_domain.as_deref())
+            .unwrap();
         let app = http::app(AppState {
             storage: storage.clone(),
             auth,
