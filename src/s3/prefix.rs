@@ -238,9 +238,10 @@ impl S3Route for Verified {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"))
         {
+            // Forms posted to a bucket never get here (see `post_object`).
             return Err(s3(
-                s3s::S3ErrorCode::NotImplemented,
-                "browser-form uploads (POST object) are not implemented",
+                s3s::S3ErrorCode::MethodNotAllowed,
+                "browser-form uploads (POST object) are posted to a bucket, not to a key",
             ));
         }
         let caller = Caller {

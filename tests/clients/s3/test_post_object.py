@@ -230,6 +230,12 @@ def test_bucket_rules_apply():
     assert code == "404"
 
 
+def test_forms_go_to_a_bucket_not_a_key(bucket):
+    p = static(signature_version="s3v4").generate_presigned_post(bucket, "k.txt", ExpiresIn=300)
+    status, body, _ = post(p["url"] + "/k.txt", p["fields"])
+    assert (status, code_of(body)[0]) == (405, "MethodNotAllowed")
+
+
 def test_missing_file_or_bucket():
     s3 = static(signature_version="s3v4")
     p = s3.generate_presigned_post("no-such-bucket-here", "a.txt", ExpiresIn=300)
