@@ -4,6 +4,9 @@
 //! the ones its request names, and the object's checksum is the algorithm's digest of the
 //! parts' raw checksums, concatenated in order, in base64 with `-<parts>` appended.
 //!
+//! GetObject and HeadObject return it for a whole-object read with `x-amz-checksum-mode:
+//! ENABLED`.
+//!
 //! FULL_OBJECT checksums (a CRC of the whole object, and the only kind for CRC64NVME) are not
 //! derived: such an upload is kept without a checksum, as before.
 
@@ -12,7 +15,8 @@ use std::collections::HashMap;
 use base64::Engine;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Sha1, Sha256};
 use s3s::dto::{
-    Checksum, ChecksumAlgorithm, ChecksumType, CompleteMultipartUploadOutput, CompletedPart, Part,
+    Checksum, ChecksumAlgorithm, ChecksumMode, ChecksumType, CompleteMultipartUploadOutput,
+    CompletedPart, Part,
 };
 use s3s::{S3ErrorCode, S3Result};
 use serde_json::{Value, json};
@@ -166,6 +170,27 @@ pub(super) async fn for_completion(
 /// The object's checksum as kept in its metadata.
 pub(super) fn metadata(algorithm: &str, value: &str) -> Value {
     json!({"algorithm": algorithm, "type": ChecksumType::COMPOSITE, "value": value})
+}
+
+/// The object's stored checksum (`metadata.checksum`) when a whole-object read asked for it
+/// (`x-amz-checksum-mode: ENABLED`), with its type.
+pub(super) fn of_object(
+    metadata: Option<&Value>,
+    mode: Option<&ChecksumMode>,
+    whole: bool,
+) -> Option<(Checksum, ChecksumType)> {
+    let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
+    if !enabled || !whole {
+        return None;
+    }
+    let stored = metadata?.get("checksum")?;
+    let algorithm = stored.get("algorithm")?.as_str()?;
+    let value = stored.get("value")?.as_str()?;
+    let kind = stored.get("type")?.as_str()?;
+    Some((
+        checksums_with(algorithm, value.to_string()),
+        ChecksumType::from(kind.to_string()),
+    ))
 }
 
 /// CompleteMultipartUpload's answer with the object's checksum.

@@ -56,6 +56,18 @@ fn seconds(time: &Timestamp) -> Option<i64> {
     text.split('.').next()?.parse().ok()
 }
 
+/// The stored checksum a whole-object read asked for (see [`super::multipart_checksums`]).
+fn object_checksum(
+    metadata: Option<&Value>,
+    mode: Option<&ChecksumMode>,
+    whole: bool,
+) -> (Checksum, Option<ChecksumType>) {
+    match super::multipart_checksums::of_object(metadata, mode, whole) {
+        Some((checksum, kind)) => (checksum, Some(kind)),
+        None => (Checksum::default(), None),
+    }
+}
+
 /// What the handlers read of a row.
 pub(super) struct Info {
     size: u64,
@@ -324,6 +336,11 @@ pub(super) async fn get_object(
         .await
         .map_err(object_error)?;
     let length = range.map_or(info.size, |r| r.len());
+    let checksum = object_checksum(
+        row.metadata.as_ref(),
+        input.checksum_mode.as_ref(),
+        range.is_none(),
+    );
     let inert = inert_headers(
         input
             .response_content_type
@@ -348,6 +365,11 @@ pub(super) async fn get_object(
         content_encoding: info.content_encoding,
         metadata: info.metadata,
         parts_count,
+        checksum_crc32: checksum.0.checksum_crc32,
+        checksum_crc32c: checksum.0.checksum_crc32c,
+        checksum_sha1: checksum.0.checksum_sha1,
+        checksum_sha256: checksum.0.checksum_sha256,
+        checksum_type: checksum.1,
         ..Default::default()
     });
     response.headers = inert;
@@ -376,6 +398,11 @@ pub(super) async fn head_object(
         info.size,
         segments.as_deref(),
     )?;
+    let checksum = object_checksum(
+        row.metadata.as_ref(),
+        input.checksum_mode.as_ref(),
+        range.is_none(),
+    );
     let inert = inert_headers(
         info.content_type.as_deref(),
         info.content_disposition.as_deref(),
@@ -393,6 +420,11 @@ pub(super) async fn head_object(
         content_encoding: info.content_encoding,
         metadata: info.metadata,
         parts_count,
+        checksum_crc32: checksum.0.checksum_crc32,
+        checksum_crc32c: checksum.0.checksum_crc32c,
+        checksum_sha1: checksum.0.checksum_sha1,
+        checksum_sha256: checksum.0.checksum_sha256,
+        checksum_type: checksum.1,
         ..Default::default()
     });
     response.headers = inert;

@@ -231,3 +231,11 @@ def test_composite_checksums(bucket):
         assert done[f"Checksum{algorithm}"] == composite
         assert done["ChecksumType"] == "COMPOSITE"
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"".join(datas)
+        # Whole-object reads that ask for it get the composite checksum back; ranges do not.
+        head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        assert (head[f"Checksum{algorithm}"], head["ChecksumType"]) == (composite, "COMPOSITE")
+        got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        assert got[f"Checksum{algorithm}"] == composite and got["Body"].read() == b"".join(datas)
+        assert f"Checksum{algorithm}" not in s3.head_object(Bucket=bucket, Key=key)
+        ranged = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", Range="bytes=0-9")
+        assert f"Checksum{algorithm}" not in ranged and ranged["Body"].read() == datas[0][:10]
