@@ -178,6 +178,14 @@ pub(super) fn of_object(
     metadata: Option<&Value>,
     mode: Option<&ChecksumMode>,
     whole: bool,
+) -> (Checksum, Option<ChecksumType>) {
+    stored(metadata, mode, whole).map_or((Checksum::default(), None), |(c, kind)| (c, Some(kind)))
+}
+
+fn stored(
+    metadata: Option<&Value>,
+    mode: Option<&ChecksumMode>,
+    whole: bool,
 ) -> Option<(Checksum, ChecksumType)> {
     let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
     if !enabled || !whole {

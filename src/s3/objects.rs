@@ -56,18 +56,6 @@ fn seconds(time: &Timestamp) -> Option<i64> {
     text.split('.').next()?.parse().ok()
 }
 
-/// The stored checksum a whole-object read asked for (see [`super::multipart_checksums`]).
-fn object_checksum(
-    metadata: Option<&Value>,
-    mode: Option<&ChecksumMode>,
-    whole: bool,
-) -> (Checksum, Option<ChecksumType>) {
-    match super::multipart_checksums::of_object(metadata, mode, whole) {
-        Some((checksum, kind)) => (checksum, Some(kind)),
-        None => (Checksum::default(), None),
-    }
-}
-
 /// What the handlers read of a row.
 pub(super) struct Info {
     size: u64,
@@ -336,7 +324,7 @@ pub(super) async fn get_object(
         .await
         .map_err(object_error)?;
     let length = range.map_or(info.size, |r| r.len());
-    let checksum = object_checksum(
+    let checksum = super::multipart_checksums::of_object(
         row.metadata.as_ref(),
         input.checksum_mode.as_ref(),
         range.is_none(),
@@ -398,7 +386,7 @@ pub(super) async fn head_object(
         info.size,
         segments.as_deref(),
     )?;
-    let checksum = object_checksum(
+    let checksum = super::multipart_checksums::of_object(
         row.metadata.as_ref(),
         input.checksum_mode.as_ref(),
         range.is_none(),
