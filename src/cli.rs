@@ -194,7 +194,9 @@ async fn serve_on(
         storage.clone(),
         auth.clone(),
         s3_credentials(args, &anon, jwt_secret)?,
-    );
+    )
+    .with_virtual_host_domain(args.s3_api.s3_api_virtual_host_domain.as_deref())
+    .context("--s3-api-virtual-host-domain")?;
     let app = http::app(AppState {
         storage: storage.clone(),
         auth,
@@ -235,6 +237,12 @@ async fn serve_on(
     println!("anon key:         {anon}");
     println!("service_role key: {service}");
     println!("S3 endpoint:      http://{local}/s3 (and /storage/v1/s3)");
+    if let Some(domain) = &args.s3_api.s3_api_virtual_host_domain {
+        println!(
+            "S3 virtual hosts: BUCKET.{domain} and {domain} (port {})",
+            local.port()
+        );
+    }
     println!(
         "try: curl -X POST http://{local}/bucket -H \"Authorization: Bearer $SERVICE_KEY\" \
          -H 'content-type: application/json' -d '{{\"name\":\"avatars\"}}'"

@@ -444,6 +444,12 @@ pub struct S3ApiArgs {
     /// secret (then rotating the JWT secret invalidates the database S3 keys).
     #[arg(long, env = "PGSTORAGE_S3_API_SEALING_SECRET", hide_env_values = true)]
     pub s3_api_sealing_secret: Option<String>,
+
+    /// Domain for virtual-host style S3 requests: `Host: bucket.DOMAIN` names the bucket (the
+    /// path is the key) and `Host: DOMAIN` is path-style at the root. Every request to these
+    /// hosts goes to the S3 API, whatever its path. Absent: path-style under /s3 only.
+    #[arg(long, env = "PGSTORAGE_S3_API_VIRTUAL_HOST_DOMAIN")]
+    pub s3_api_virtual_host_domain: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

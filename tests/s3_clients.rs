@@ -1,6 +1,6 @@
-//! The S3 front as real S3 clients use it: boto3, the AWS CLI, rclone, the AWS SDK for
-//! JavaScript and hand-signed aws-chunked requests (the suite in `tests/clients/s3/`, under
-//! pytest), against a live server on a fresh database with the client fixtures' owner-folder
+//! The S3 front as real S3 clients use it: boto3, the AWS CLI, rclone, s3cmd, the AWS SDK for
+//! JavaScript, browser forms and hand-signed aws-chunked and virtual-host requests (the suite
+//! in `tests/clients/s3/`, under pytest), against a live server on a fresh database with the client fixtures' owner-folder
 //! policy, and with each kind of credential: the static key pair, database keys (one live,
 //! bound to `authenticated` + `u1`, one revoked) and session tokens (user `u2`'s JWT, signed
 //! with the anon key).
@@ -14,15 +14,22 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::TestServer;
+use common::{Options, TestServer};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use pgstorage::core::s3_keys;
 use serde_json::{Map, Value, json};
 
-const SUITE_TIMEOUT: Duration = Duration::from_secs(400);
+const SUITE_TIMEOUT: Duration = Duration::from_secs(600);
+
+const VIRTUAL_HOST_DOMAIN: &str = "localhost";
 
 const FIXTURES: &str = include_str!("clients/fixtures.sql");
+
+/// For unsigned browser forms (which run as anon): anon may add files under `inbox/` of the
+/// buckets whose id ends in `-dropbox`.
+const ANON_DROPBOX: &str = "create policy anon_dropbox on storage.objects for insert to anon \
+     with check (bucket_id like '%-dropbox' and (storage.foldername(name))[1] = 'inbox')";
 
 fn suite_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/s3")
@@ -51,8 +58,16 @@ async fn real_s3_clients() {
         python.display()
     );
 
-    let server = TestServer::start().await;
+    // `localhost` is the virtual-host domain (s3cmd cannot use a path prefix): `Host:
+    // localhost:PORT` is S3 path-style at the root, `Host: BUCKET.localhost:PORT` names the
+    // bucket; the suite reaches everything else at 127.0.0.1.
+    let server = TestServer::start_with(Options {
+        s3_virtual_host_domain: Some(VIRTUAL_HOST_DOMAIN.into()),
+        ..Options::default()
+    })
+    .await;
     server.db.sql(FIXTURES).await;
+    server.db.sql(ANON_DROPBOX).await;
     let database = server.storage.database();
     let sealer = common::s3_sealer();
     let mut u1 = Map::new();
@@ -72,9 +87,16 @@ async fn real_s3_clients() {
     let mut command = tokio::process::Command::new(&python);
     command
         .args(["-m", "pytest", "-q", "-rfE", "."])
+        // `PGSTORAGE_S3_PYTEST_K=expr` runs only the matching tests (while working on some).
+        .args(
+            std::env::var("PGSTORAGE_S3_PYTEST_K")
+                .map(|k| vec!["-k".to_string(), k])
+                .unwrap_or_default(),
+        )
         .current_dir(&dir)
         .env("PGSTORAGE_URL", &server.url)
         .env("PGSTORAGE_SERVICE_KEY", server.service_key())
+        .env("PGSTORAGE_S3_DOMAIN", VIRTUAL_HOST_DOMAIN)
         .env("PGSTORAGE_S3_STATIC_ID", common::S3_ACCESS_KEY_ID)
         .env("PGSTORAGE_S3_STATIC_SECRET", common::S3_SECRET_ACCESS_KEY)
         .env("PGSTORAGE_S3_DB_ID", &live.access_key_id)

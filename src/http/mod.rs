@@ -50,6 +50,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// use behind a gateway).
 pub fn app(state: AppState) -> Router {
     let s3 = state.s3.as_ref().map(crate::s3::S3Front::routes);
+    let s3_hosts = state.s3.clone();
     let api = Router::new()
         .merge(health::routes())
         .merge(buckets::routes())
@@ -58,11 +59,17 @@ pub fn app(state: AppState) -> Router {
         .merge(signed::routes())
         .merge(crate::resumable::routes())
         .with_state(state);
-    Router::new()
+    let router = Router::new()
         .nest("/storage/v1", api.clone())
         .merge(api)
         .merge(s3.unwrap_or_default())
-        .fallback(error::not_found)
+        .fallback(error::not_found);
+    // Requests to the S3 virtual-host domain go to the S3 front whatever their path.
+    let router = match &s3_hosts {
+        Some(front) => front.virtual_hosts(router),
+        None => router,
+    };
+    router
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<_>| {

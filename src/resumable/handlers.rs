@@ -167,6 +167,8 @@ async fn create_upload(
                 upsert,
                 owner,
                 declared_length: length,
+                headers: Default::default(),
+                checksum_algorithm: None,
             },
         )
         .await?;

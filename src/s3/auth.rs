@@ -84,6 +84,15 @@ impl RequestAuth {
         })
     }
 
+    /// The context of a request whose session token came another way (a POST form's
+    /// `x-amz-security-token` field).
+    pub(super) fn with_session_token(token: Option<&str>) -> Arc<Self> {
+        Arc::new(Self {
+            session_token: token.filter(|t| !t.is_empty()).map(str::to_string),
+            resolved: Mutex::new(None),
+        })
+    }
+
     fn resolve(&self, identity: Identity) {
         if let Ok(mut slot) = self.resolved.lock() {
             *slot = Some(identity);

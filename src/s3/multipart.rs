@@ -16,9 +16,11 @@ use super::body::{Expected, check_md5_header, verified};
 use super::copy::copy_source;
 use super::error::{bucket_error, object_error, s3};
 use super::handlers::{Handlers, caller, context};
+use super::multipart_checksums as checksums;
 use super::objects::{Conditions, Info, read_row, timestamp, user_metadata_in};
 use crate::bytes::ByteRange;
 use crate::core::multipart::{CompletePart, CreateMultipart, ListUploads, PartSource};
+use crate::core::objects::ContentHeaders;
 use crate::core::{Caller, Error, Operation};
 
 /// S3's `uploadId`, `partNumber` and `max-*` bounds.
@@ -31,7 +33,7 @@ async fn upload_of(
     bucket: &str,
     key: &str,
     upload_id: &str,
-) -> S3Result<()> {
+) -> S3Result<crate::core::multipart::MultipartUpload> {
     let upload = handlers
         .storage
         .multipart_upload(caller, upload_id)
@@ -40,7 +42,7 @@ async fn upload_of(
     if upload.bucket != bucket || upload.name != key {
         return Err(object_error(Error::NoSuchUpload));
     }
-    Ok(())
+    Ok(upload)
 }
 
 fn part_number(number: i32) -> S3Result<u32> {
@@ -66,6 +68,10 @@ pub(super) async fn create_multipart_upload(
 ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
     let caller = caller(&req)?;
     let input = &req.input;
+    let algorithm = checksums::algorithm_of(
+        input.checksum_algorithm.as_ref(),
+        input.checksum_type.as_ref(),
+    )?;
     let upload = handlers
         .storage
         .create_multipart(
@@ -80,6 +86,11 @@ pub(super) async fn create_multipart_upload(
                 upsert: true,
                 owner: None,
                 declared_length: None,
+                headers: ContentHeaders {
+                    content_disposition: input.content_disposition.clone(),
+                    content_encoding: input.content_encoding.clone(),
+                },
+                checksum_algorithm: algorithm.clone(),
             },
         )
         .await
@@ -88,6 +99,10 @@ pub(super) async fn create_multipart_upload(
         bucket: Some(input.bucket.clone()),
         key: Some(input.key.clone()),
         upload_id: Some(upload.id),
+        checksum_type: algorithm
+            .is_some()
+            .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        checksum_algorithm: algorithm.map(ChecksumAlgorithm::from),
         ..Default::default()
     }))
 }
@@ -105,7 +120,7 @@ pub(super) async fn upload_part(
     let input = req.input;
     let number = part_number(input.part_number)?;
     check_md5_header(input.content_md5.as_deref())?;
-    upload_of(
+    let upload = upload_of(
         handlers,
         &context.caller,
         &input.bucket,
@@ -146,6 +161,19 @@ pub(super) async fn upload_part(
         }
     };
     let checksums = digests.checksums();
+    // The part's checksum of the upload's algorithm, verified against its bytes, for the
+    // object's composite checksum.
+    if let Some(value) = upload
+        .checksum_algorithm
+        .as_deref()
+        .and_then(|algorithm| checksums::value_of(&checksums, algorithm))
+    {
+        handlers
+            .storage
+            .record_part_checksum(&input.upload_id, number, &part.etag, &value)
+            .await
+            .map_err(object_error)?;
+    }
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(etag(&part.etag)),
         checksum_crc32: checksums.checksum_crc32,
@@ -276,7 +304,7 @@ pub(super) async fn complete_multipart_upload(
             etag: part.e_tag.as_ref().map(|e| e.value().to_string()),
         });
     }
-    upload_of(
+    let upload = upload_of(
         handlers,
         caller,
         &input.bucket,
@@ -284,17 +312,36 @@ pub(super) async fn complete_multipart_upload(
         &input.upload_id,
     )
     .await?;
+    let checksum = match upload.checksum_algorithm.as_deref() {
+        Some(algorithm) => {
+            checksums::for_completion(handlers, caller, &input.upload_id, algorithm, requested)
+                .await?
+                .map(|value| (algorithm, value))
+        }
+        None => None,
+    };
     let done = handlers
         .storage
-        .complete_multipart(caller, &input.upload_id, &parts)
+        .complete_multipart_with_checksum(
+            caller,
+            &input.upload_id,
+            &parts,
+            checksum
+                .as_ref()
+                .map(|(algorithm, value)| checksums::metadata(algorithm, value)),
+        )
         .await
         .map_err(object_error)?;
-    Ok(S3Response::new(CompleteMultipartUploadOutput {
+    let output = CompleteMultipartUploadOutput {
         bucket: Some(done.bucket.clone()),
         key: Some(done.name.clone()),
         e_tag: Some(etag(&done.etag)),
         location: Some(format!("/{}/{}", done.bucket, done.name)),
         ..Default::default()
+    };
+    Ok(S3Response::new(match checksum {
+        Some((algorithm, value)) => checksums::completed(output, algorithm, value),
+        None => output,
     }))
 }
 
@@ -402,7 +449,7 @@ pub(super) async fn list_parts(
         Some(n) => Some(n as u32),
         None => None,
     };
-    upload_of(
+    let upload = upload_of(
         handlers,
         caller,
         &input.bucket,
@@ -410,6 +457,7 @@ pub(super) async fn list_parts(
         &input.upload_id,
     )
     .await?;
+    let algorithm = upload.checksum_algorithm;
     let list = handlers
         .storage
         .list_parts(caller, &input.upload_id, marker, max)
@@ -419,12 +467,18 @@ pub(super) async fn list_parts(
     let parts = list
         .parts
         .into_iter()
-        .map(|p| Part {
-            part_number: Some(p.part_number as i32),
-            e_tag: Some(etag(&p.etag)),
-            size: Some(p.size as i64),
-            last_modified: Some(timestamp(p.last_modified)),
-            ..Default::default()
+        .map(|p| {
+            let part = Part {
+                part_number: Some(p.part_number as i32),
+                e_tag: Some(etag(&p.etag)),
+                size: Some(p.size as i64),
+                last_modified: Some(timestamp(p.last_modified)),
+                ..Default::default()
+            };
+            match &algorithm {
+                Some(algorithm) => checksums::with_part_checksum(part, algorithm, p.checksum),
+                None => part,
+            }
         })
         .collect();
     Ok(S3Response::new(ListPartsOutput {
@@ -437,6 +491,10 @@ pub(super) async fn list_parts(
         is_truncated: Some(list.truncated),
         parts: Some(parts),
         storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+        checksum_type: algorithm
+            .is_some()
+            .then(|| ChecksumType::from_static(ChecksumType::COMPOSITE)),
+        checksum_algorithm: algorithm.map(ChecksumAlgorithm::from),
         ..Default::default()
     }))
 }

@@ -324,6 +324,11 @@ pub(super) async fn get_object(
         .await
         .map_err(object_error)?;
     let length = range.map_or(info.size, |r| r.len());
+    let checksum = super::multipart_checksums::of_object(
+        row.metadata.as_ref(),
+        input.checksum_mode.as_ref(),
+        range.is_none(),
+    );
     let inert = inert_headers(
         input
             .response_content_type
@@ -348,6 +353,11 @@ pub(super) async fn get_object(
         content_encoding: info.content_encoding,
         metadata: info.metadata,
         parts_count,
+        checksum_crc32: checksum.0.checksum_crc32,
+        checksum_crc32c: checksum.0.checksum_crc32c,
+        checksum_sha1: checksum.0.checksum_sha1,
+        checksum_sha256: checksum.0.checksum_sha256,
+        checksum_type: checksum.1,
         ..Default::default()
     });
     response.headers = inert;
@@ -376,6 +386,11 @@ pub(super) async fn head_object(
         info.size,
         segments.as_deref(),
     )?;
+    let checksum = super::multipart_checksums::of_object(
+        row.metadata.as_ref(),
+        input.checksum_mode.as_ref(),
+        range.is_none(),
+    );
     let inert = inert_headers(
         info.content_type.as_deref(),
         info.content_disposition.as_deref(),
@@ -393,6 +408,11 @@ pub(super) async fn head_object(
         content_encoding: info.content_encoding,
         metadata: info.metadata,
         parts_count,
+        checksum_crc32: checksum.0.checksum_crc32,
+        checksum_crc32c: checksum.0.checksum_crc32c,
+        checksum_sha1: checksum.0.checksum_sha1,
+        checksum_sha256: checksum.0.checksum_sha256,
+        checksum_type: checksum.1,
         ..Default::default()
     });
     response.headers = inert;

@@ -129,7 +129,7 @@ fn strip(path: &str) -> Option<&str> {
     })
 }
 
-fn inner_uri(uri: &Uri, stripped: bool) -> S3Result<Uri> {
+pub(super) fn inner_uri(uri: &Uri, stripped: bool) -> S3Result<Uri> {
     let path = match stripped {
         true => Some(uri.path()),
         false => strip(uri.path()),
@@ -189,7 +189,7 @@ fn inner_headers(mut headers: HeaderMap) -> HeaderMap {
 }
 
 /// Request headers as JSON for `request.headers`, credentials left out.
-fn headers_json(headers: &HeaderMap) -> String {
+pub(super) fn headers_json(headers: &HeaderMap) -> String {
     let mut map = serde_json::Map::new();
     for (name, value) in headers {
         if matches!(
@@ -238,9 +238,10 @@ impl S3Route for Verified {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"))
         {
+            // Forms posted to a bucket never get here (see `post_object`).
             return Err(s3(
-                s3s::S3ErrorCode::NotImplemented,
-                "browser-form uploads (POST object) are not implemented",
+                s3s::S3ErrorCode::MethodNotAllowed,
+                "browser-form uploads (POST object) are posted to a bucket, not to a key",
             ));
         }
         let caller = Caller {
@@ -249,7 +250,10 @@ impl S3Route for Verified {
             path: req.uri.path().to_string(),
             headers: headers_json(&req.headers),
         };
-        let uri = inner_uri(&req.uri, req.extensions.get::<Stripped>().is_some())?;
+        let uri = match req.extensions.get::<super::virtual_host::VirtualHost>() {
+            Some(host) => host.inner_uri(&req.uri)?,
+            None => inner_uri(&req.uri, req.extensions.get::<Stripped>().is_some())?,
+        };
         let mut inner = axum::http::Request::new(req.input);
         *inner.method_mut() = req.method;
         *inner.uri_mut() = uri;

@@ -451,6 +451,8 @@ pub struct Options {
     pub s3_tweak: Option<S3Tweak>,
     /// A JWKS (JSON) whose keys request tokens may also be signed with (`--jwt-jwks`).
     pub jwt_jwks: Option<String>,
+    /// `--s3-api-virtual-host-domain`.
+    pub s3_virtual_host_domain: Option<String>,
 }
 
 impl Default for Options {
@@ -467,6 +469,7 @@ impl Default for Options {
             backend: test_backend(),
             s3_tweak: None,
             jwt_jwks: None,
+            s3_virtual_host_domain: None,
         }
     }
 }
@@ -902,7 +905,9 @@ impl TestServer {
                 .map(String::from)
                 .to_vec(),
         );
-        let s3 = pgstorage::s3::S3Front::new(storage.clone(), auth.clone(), s3_credentials());
+        let s3 = pgstorage::s3::S3Front::new(storage.clone(), auth.clone(), s3_credentials())
+            .with_virtual_host_domain(options.s3_virtual_host_domain.as_deref())
+            .unwrap();
         let app = http::app(AppState {
             storage: storage.clone(),
             auth,

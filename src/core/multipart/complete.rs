@@ -136,6 +136,21 @@ impl Storage {
             .await
     }
 
+    /// As [`Self::complete_multipart`], with the object's checksum (derived by the front from
+    /// the parts' checksums) kept in its metadata as `checksum`.
+    pub async fn complete_multipart_with_checksum(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        parts: &[CompletePart],
+        checksum: Option<Value>,
+    ) -> Result<CompletedUpload, Error> {
+        check_requested(parts)?;
+        let min = self.limits.multipart_min_part_size;
+        self.complete(caller, upload_id, Some(parts), min, checksum)
+            .await
+    }
+
     /// Completes an upload from `parts` (ascending part numbers), every part but the last at
     /// least `min_part_size` bytes. Parts uploaded but not named are released.
     pub async fn complete_multipart_with(
@@ -146,7 +161,7 @@ impl Storage {
         min_part_size: u64,
     ) -> Result<CompletedUpload, Error> {
         check_requested(parts)?;
-        self.complete(caller, upload_id, Some(parts), min_part_size)
+        self.complete(caller, upload_id, Some(parts), min_part_size, None)
             .await
     }
 
@@ -158,7 +173,8 @@ impl Storage {
         upload_id: &str,
         min_part_size: u64,
     ) -> Result<CompletedUpload, Error> {
-        self.complete(caller, upload_id, None, min_part_size).await
+        self.complete(caller, upload_id, None, min_part_size, None)
+            .await
     }
 
     /// `parts`: the parts the client named (already checked); `None`: every part uploaded.
@@ -168,6 +184,7 @@ impl Storage {
         upload_id: &str,
         parts: Option<&[CompletePart]>,
         min_part_size: u64,
+        checksum: Option<Value>,
     ) -> Result<CompletedUpload, Error> {
         let upload = self.multipart_upload(caller, upload_id).await?;
         let target = self.write_target(&upload.bucket, &upload.name).await?;
@@ -239,7 +256,7 @@ impl Storage {
                 .iter()
                 .map(|p| p.sha256.as_deref().and_then(|h| hex::decode(h).ok())),
         );
-        let metadata = json!({
+        let mut metadata = json!({
             "eTag": format!("\"{etag}\""),
             "size": size,
             "mimetype": upload.content_type,
@@ -249,6 +266,10 @@ impl Storage {
             "httpStatusCode": 200,
             "sha256Parts": sha256_parts,
         });
+        upload.headers.add_to(&mut metadata);
+        if let Some(checksum) = checksum {
+            metadata["checksum"] = checksum;
+        }
         let numbers: Vec<i32> = parts.iter().map(|p| p.part_number as i32).collect();
         let lease = self.limits.upload_lease.as_secs_f64();
         tx.query_one(

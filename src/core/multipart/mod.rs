@@ -30,7 +30,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::names::validate_object_name;
-use super::objects::{RowWrite, content_type_for, too_large, write_error};
+use super::objects::{ContentHeaders, RowWrite, content_type_for, too_large, write_error};
 use super::{Caller, Error, Operation, Storage};
 
 pub use complete::{CompletePart, CompletedUpload};
@@ -60,6 +60,11 @@ pub struct CreateMultipart {
     /// The total length when the client announces it (TUS `Upload-Length`): refused at once
     /// when over the limits, and no part may go past it.
     pub declared_length: Option<u64>,
+    /// Content-Disposition and Content-Encoding for the object (S3 keeps them).
+    pub headers: ContentHeaders,
+    /// The algorithm of the parts' checksums (S3's `x-amz-checksum-algorithm`), kept with the
+    /// upload for the front that asked for it.
+    pub checksum_algorithm: Option<String>,
 }
 
 /// An upload in progress.
@@ -82,6 +87,10 @@ pub struct MultipartUpload {
     /// The object's total length when the client announced it (TUS `Upload-Length`); appended
     /// parts may not go past it.
     pub declared_length: Option<u64>,
+    /// Content-Disposition and Content-Encoding for the completed object.
+    pub headers: ContentHeaders,
+    /// The algorithm of the parts' checksums, when one was asked for at creation.
+    pub checksum_algorithm: Option<String>,
     /// The manifest key the completed object will have.
     version: String,
     caller_role: Option<String>,
@@ -91,17 +100,19 @@ pub struct MultipartUpload {
 /// Creates an upload row; `$12` is the expiry in seconds.
 const INSERT_UPLOAD: &str = "insert into storage.s3_multipart_uploads \
          (id, upload_signature, bucket_id, key, version, owner_id, user_metadata, caller_role, \
-          caller_sub, content_type, cache_control, upsert, expires_at, declared_length) \
+          caller_sub, content_type, cache_control, upsert, expires_at, declared_length, \
+          content_disposition, content_encoding, checksum_algorithm) \
      values ($1, '', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             now() + make_interval(secs => $12), $13) \
+             now() + make_interval(secs => $12), $13, $14, $15, $16) \
      returning id, bucket_id, key, version, owner_id, user_metadata, created_at, \
          in_progress_size, caller_role, caller_sub, content_type, cache_control, upsert, \
-         expires_at, declared_length";
+         expires_at, declared_length, content_disposition, content_encoding, checksum_algorithm";
 
 /// An upload that has not expired.
 const SELECT_UPLOAD: &str = "select id, bucket_id, key, version, owner_id, user_metadata, \
          created_at, in_progress_size, caller_role, caller_sub, content_type, cache_control, \
-         upsert, expires_at, declared_length \
+         upsert, expires_at, declared_length, content_disposition, content_encoding, \
+         checksum_algorithm \
      from storage.s3_multipart_uploads \
      where id = $1 and (expires_at is null or expires_at > now())";
 
@@ -132,6 +143,12 @@ impl MultipartUpload {
             declared_length: row
                 .get::<_, Option<i64>>("declared_length")
                 .map(|l| l.max(0) as u64),
+            // Not every query of uploads (the listing) reads these.
+            headers: ContentHeaders {
+                content_disposition: row.try_get("content_disposition").ok().flatten(),
+                content_encoding: row.try_get("content_encoding").ok().flatten(),
+            },
+            checksum_algorithm: row.try_get("checksum_algorithm").ok().flatten(),
             version: row.get("version"),
             caller_role: row.get("caller_role"),
             caller_sub: row.get("caller_sub"),
@@ -212,6 +229,9 @@ impl Storage {
                     &create.upsert,
                     &expiry,
                     &declared,
+                    &create.headers.content_disposition,
+                    &create.headers.content_encoding,
+                    &create.checksum_algorithm,
                 ],
             )
             .await

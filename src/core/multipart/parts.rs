@@ -20,6 +20,9 @@ pub struct PartInfo {
     pub size: u64,
     /// SHA-256 of the part's bytes, in hex.
     pub sha256: Option<String>,
+    /// The part's checksum of its upload's checksum algorithm, when recorded (see
+    /// [`Storage::record_part_checksum`]).
+    pub checksum: Option<String>,
     pub last_modified: DateTime<Utc>,
 }
 
@@ -72,7 +75,7 @@ const PART_SIZE: &str = "select size from storage.s3_multipart_uploads_parts \
 const LAST_PART_NUMBER: &str = "select coalesce(max(part_number), 0) \
      from storage.s3_multipart_uploads_parts where upload_id = $1";
 
-const LIST_PARTS: &str = "select part_number, etag, size, sha256, created_at \
+const LIST_PARTS: &str = "select part_number, etag, size, sha256, checksum, created_at \
      from storage.s3_multipart_uploads_parts \
      where upload_id = $1 and part_number > $2 \
      order by part_number \
@@ -93,7 +96,28 @@ fn offset_conflict(offset: u64, current: u64) -> Error {
     ))
 }
 
+/// A part's checksum, on the part that has the ETag it was verified with (a part uploaded again
+/// in between keeps its own).
+const SET_PART_CHECKSUM: &str = "update storage.s3_multipart_uploads_parts set checksum = $4 \
+     where upload_id = $1 and part_number = $2 and etag = $3";
+
 impl Storage {
+    /// Records the checksum (of the upload's checksum algorithm) of a part just stored with
+    /// `etag`, as the front verified it against the part's bytes.
+    pub async fn record_part_checksum(
+        &self,
+        upload_id: &str,
+        part_number: u32,
+        etag: &str,
+        checksum: &str,
+    ) -> Result<(), Error> {
+        let number = check_part_number(part_number)?;
+        let conn = self.db.admin().await?;
+        conn.execute(SET_PART_CHECKSUM, &[&upload_id, &number, &etag, &checksum])
+            .await?;
+        Ok(())
+    }
+
     /// Stores one part of an upload, replacing an earlier part with the same number. The
     /// bucket's size limit applies to the running total of the upload's parts.
     pub async fn upload_part(
@@ -289,6 +313,7 @@ impl Storage {
             etag,
             size: measured.size,
             sha256: Some(measured.sha256_hex.clone()),
+            checksum: None,
             last_modified: created,
         })
     }
@@ -319,6 +344,7 @@ impl Storage {
                 etag: row.get("etag"),
                 size: row.get::<_, i64>("size").max(0) as u64,
                 sha256: row.get("sha256"),
+                checksum: row.get("checksum"),
                 last_modified: row.get("created_at"),
             })
             .collect();

@@ -3,11 +3,13 @@ by hand, the multipart ETag, its errors, and RLS deciding who may start one."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import zlib
 
 from boto3.s3.transfer import TransferConfig
-from conftest import STATIC_ID, STATIC_SECRET, dbkey, error_of, session, static
+from conftest import STATIC_ID, STATIC_SECRET, dbkey, error_of, rest, session, static
 from test_awscli import aws
 
 MIB = 1024 * 1024
@@ -158,3 +160,82 @@ def test_creating_an_upload_outside_ones_folder_is_denied(bucket):
     uid = dbkey().create_multipart_upload(Bucket=bucket, Key="u1/y.bin")["UploadId"]
     code, status, _ = error_of(session().upload_part, Bucket=bucket, Key="u1/y.bin", UploadId=uid, PartNumber=1, Body=b"z")
     assert (code, status) == ("AccessDenied", 403)
+
+
+def test_create_keeps_the_representation_headers_for_the_object(bucket):
+    s3 = static()
+    upload = s3.create_multipart_upload(
+        Bucket=bucket,
+        Key="headers/report.csv.gz",
+        ContentType="text/csv",
+        CacheControl="max-age=300",
+        ContentDisposition='attachment; filename="report.csv.gz"',
+        ContentEncoding="gzip",
+        Metadata={"origin": "export"},
+    )
+    parts = []
+    for number, data in [(1, b"a" * (5 * MIB)), (2, b"tail")]:
+        part = s3.upload_part(Bucket=bucket, Key="headers/report.csv.gz", UploadId=upload["UploadId"], PartNumber=number, Body=data)
+        parts.append({"PartNumber": number, "ETag": part["ETag"]})
+    s3.complete_multipart_upload(
+        Bucket=bucket, Key="headers/report.csv.gz", UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )
+    for read in (s3.head_object, s3.get_object):
+        got = read(Bucket=bucket, Key="headers/report.csv.gz")
+        assert got["ContentType"] == "text/csv"
+        assert got["CacheControl"] == "max-age=300"
+        assert got["ContentDisposition"] == 'attachment; filename="report.csv.gz"'
+        assert got["ContentEncoding"] == "gzip"
+        assert got["Metadata"] == {"origin": "export"}
+    status, info, _ = rest("GET", f"/object/info/{bucket}/headers/report.csv.gz")
+    assert status == 200
+    assert (info["content_type"], info["cache_control"], info["metadata"]) == ("text/csv", "max-age=300", {"origin": "export"})
+    assert info["size"] == 5 * MIB + 4
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_composite_checksums(bucket):
+    """An upload created with a checksum algorithm: each part's checksum is kept and listed, a
+    completion naming another is refused, and the object's checksum is AWS's composite."""
+    s3 = static()
+    datas = [os.urandom(5 * MIB), b"last part"]
+    digests = {
+        "SHA256": lambda d: hashlib.sha256(d).digest(),
+        "CRC32": lambda d: zlib.crc32(d).to_bytes(4, "big"),
+    }
+    for algorithm, digest in digests.items():
+        key = f"sums/{algorithm}.bin"
+        upload = s3.create_multipart_upload(Bucket=bucket, Key=key, ChecksumAlgorithm=algorithm)
+        assert upload["ChecksumAlgorithm"] == algorithm
+        parts = []
+        for number, data in enumerate(datas, 1):
+            part = s3.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=number, Body=data, ChecksumAlgorithm=algorithm
+            )
+            assert part[f"Checksum{algorithm}"] == _b64(digest(data))
+            parts.append({"PartNumber": number, "ETag": part["ETag"], f"Checksum{algorithm}": part[f"Checksum{algorithm}"]})
+        listed = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+        assert listed["ChecksumAlgorithm"] == algorithm
+        assert [p[f"Checksum{algorithm}"] for p in listed["Parts"]] == [_b64(digest(d)) for d in datas]
+        # A part checksum that is not the part's is refused, and the upload stays.
+        wrong = [dict(parts[0], **{f"Checksum{algorithm}": _b64(digest(b"other"))}), parts[1]]
+        code, _, _ = error_of(
+            s3.complete_multipart_upload, Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": wrong}
+        )
+        assert code == "InvalidPart"
+        done = s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"], MultipartUpload={"Parts": parts})
+        composite = _b64(digest(b"".join(digest(d) for d in datas))) + "-2"
+        assert done[f"Checksum{algorithm}"] == composite
+        assert done["ChecksumType"] == "COMPOSITE"
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"".join(datas)
+        # Whole-object reads that ask for it get the composite checksum back; ranges do not.
+        head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        assert (head[f"Checksum{algorithm}"], head["ChecksumType"]) == (composite, "COMPOSITE")
+        got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        assert got[f"Checksum{algorithm}"] == composite and got["Body"].read() == b"".join(datas)
+        assert f"Checksum{algorithm}" not in s3.head_object(Bucket=bucket, Key=key)
+        ranged = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", Range="bytes=0-9")
+        assert f"Checksum{algorithm}" not in ranged and ranged["Body"].read() == datas[0][:10]
