@@ -1,4 +1,6 @@
-//! The subcommands: `serve`, `migrate`, `token`.
+//! The subcommands: `serve`, `migrate`, `token`, `gc`, `s3-keys`, `policy`.
+
+mod policy;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -45,6 +47,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Token(args) => token(args),
             Command::Gc(args) => gc(args).await,
             Command::S3Keys(command) => s3_keys_command(command).await,
+            Command::Policy(command) => policy::run(command).await,
         }
     });
     match result {

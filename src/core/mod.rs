@@ -12,6 +12,7 @@ pub mod multipart;
 pub mod names;
 pub mod objects;
 mod operation;
+pub mod policy;
 pub mod s3_keys;
 pub mod signed_writes;
 pub mod signing;

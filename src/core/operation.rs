@@ -23,6 +23,36 @@ pub enum Operation {
 }
 
 impl Operation {
+    /// Every operation, for parsing and help texts.
+    pub const ALL: [Operation; 18] = [
+        Operation::Upload,
+        Operation::Overwrite,
+        Operation::UpdateMetadata,
+        Operation::Move,
+        Operation::Copy,
+        Operation::Delete,
+        Operation::Download,
+        Operation::Info,
+        Operation::List,
+        Operation::Sign,
+        Operation::SignUpload,
+        Operation::Multipart,
+        Operation::BucketCreate,
+        Operation::BucketUpdate,
+        Operation::BucketDelete,
+        Operation::BucketEmpty,
+        Operation::BucketGet,
+        Operation::BucketList,
+    ];
+
+    /// The operation named `name`, with or without the `storage.` prefix.
+    pub fn parse(name: &str) -> Option<Self> {
+        let name = name.strip_prefix("storage.").unwrap_or(name);
+        Self::ALL
+            .into_iter()
+            .find(|op| op.as_str().strip_prefix("storage.") == Some(name))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Upload => "storage.upload",
