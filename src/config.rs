@@ -498,6 +498,8 @@ pub struct S3KeyRevokeArgs {
     pub access_key_id: String,
 }
 
+// Parsed once at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// May this role and sub do this operation here? Answers which policies decide, evaluated

@@ -93,7 +93,10 @@ pub fn render_report(request: &CheckRequest, report: &CheckReport) -> String {
         .unwrap_or_else(|| "no sub".into());
     let verdict = match report.allowed {
         true => "ALLOWED".to_string(),
-        false => format!("DENIED ({})", serde_json::json!(report.outcome).as_str().unwrap_or("")),
+        false => format!(
+            "DENIED ({})",
+            serde_json::json!(report.outcome).as_str().unwrap_or("")
+        ),
     };
     let _ = writeln!(
         out,
@@ -130,7 +133,11 @@ pub fn render_report(request: &CheckRequest, report: &CheckReport) -> String {
                 "  [{}] {} ({}, for {}, to {})",
                 if policy.passed { "pass" } else { "FAIL" },
                 policy.name,
-                if policy.permissive { "permissive" } else { "restrictive" },
+                if policy.permissive {
+                    "permissive"
+                } else {
+                    "restrictive"
+                },
                 policy.command,
                 policy.roles.join(", "),
             );
@@ -182,7 +189,11 @@ pub fn render_policies(policies: &[&Policy]) -> String {
             "  {:<7} {}  ({}, to {})",
             policy.command,
             policy.name,
-            if policy.permissive { "permissive" } else { "restrictive" },
+            if policy.permissive {
+                "permissive"
+            } else {
+                "restrictive"
+            },
             policy.roles.join(", ")
         );
         if let Some(using) = &policy.using {

@@ -1,6 +1,7 @@
 //! The REST front, compatible with the Supabase Storage API. Handlers translate HTTP into core
 //! calls and core results back into HTTP; they never touch the database or byte store directly.
 
+mod admin;
 mod buckets;
 pub(crate) mod download;
 mod drain;
@@ -52,6 +53,7 @@ pub fn app(state: AppState) -> Router {
     let s3 = state.s3.as_ref().map(crate::s3::S3Front::routes);
     let api = Router::new()
         .merge(health::routes())
+        .merge(admin::routes())
         .merge(buckets::routes())
         .merge(objects::routes())
         .merge(listing::routes())
@@ -82,8 +84,17 @@ pub fn app(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(axum::middleware::map_request(drain::drain_unread_bodies))
+        .layer(axum::middleware::from_fn(refusal_scope))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Gives each request its own record of what it attempted, for the messages of refusals.
+async fn refusal_scope(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    crate::core::refusal::scope(next.run(request)).await
 }
 
 /// How the listener treats connections.

@@ -116,11 +116,7 @@ pub(super) async fn evaluate(tx: &Tx, spec: &Spec, policies: &[Policy]) -> Resul
 }
 
 /// One expression on the row: (`true`/`false`/`null`/`error`, the error's text).
-async fn run(
-    tx: &Tx,
-    spec: &Spec,
-    expression: &str,
-) -> Result<(String, Option<String>), Error> {
+async fn run(tx: &Tx, spec: &Spec, expression: &str) -> Result<(String, Option<String>), Error> {
     let sql = format!(
         "select ({expression})::boolean from jsonb_populate_record(null::{}, $1::jsonb) as {}",
         spec.table.qualified(),

@@ -42,7 +42,11 @@ pub struct CheckRequest {
 
 impl CheckRequest {
     /// The identity a request with these facts would have: `claims` plus `role` and `sub`.
-    pub fn identity_for(role: &str, sub: Option<&str>, claims: Option<Map<String, Value>>) -> Identity {
+    pub fn identity_for(
+        role: &str,
+        sub: Option<&str>,
+        claims: Option<Map<String, Value>>,
+    ) -> Identity {
         let mut claims = claims.unwrap_or_default();
         claims.insert("role".into(), role.into());
         if let Some(sub) = sub {
@@ -249,7 +253,10 @@ fn describe(check: &Check) -> String {
         .map(|p| p.name.as_str())
         .collect();
     match permissive.is_empty() {
-        true => format!("no permissive {} policy applies to this role ({what}): denied by default", check.command),
+        true => format!(
+            "no permissive {} policy applies to this role ({what}): denied by default",
+            check.command
+        ),
         false => format!(
             "none of the permissive policies passed ({what}: {})",
             permissive.join(", ")

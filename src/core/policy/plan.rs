@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+use super::CheckRequest;
 use super::catalog::{Policy, Table};
 use super::evaluate::{Check, Clause, Spec, evaluate};
-use super::CheckRequest;
 use crate::core::buckets::validate_bucket_id;
 use crate::core::names::validate_object_name;
 use crate::core::objects::{
@@ -201,7 +201,12 @@ impl Run<'_> {
         };
         let tx = self.begin(operation, false).await?;
         let probed = probe_write(&tx, &write, overwrite).await;
-        let specs = match (overwrite, self.storage.existing_row(Table::Objects, bucket, name).await?) {
+        let specs = match (
+            overwrite,
+            self.storage
+                .existing_row(Table::Objects, bucket, name)
+                .await?,
+        ) {
             (true, Some(old)) => {
                 let mut new = old.clone();
                 new["owner_id"] = json!(write.owner);
@@ -210,7 +215,11 @@ impl Run<'_> {
                 new["user_metadata"] = Value::Null;
                 update_specs(Table::Objects, old, new)
             }
-            _ => vec![insert_spec(new_object(bucket, name, write.owner.as_deref()))],
+            _ => vec![insert_spec(new_object(
+                bucket,
+                name,
+                write.owner.as_deref(),
+            ))],
         };
         found.checks = self.explain(&tx, specs).await?;
         tx.rollback().await?;
@@ -218,7 +227,10 @@ impl Run<'_> {
             .bucket_rule(&target, bucket, self.request.size, &mime)
             .await?;
         found.verdict = probed.and_then(|()| {
-            match self.storage.limit_refusal(&target, self.request.size, &mime) {
+            match self
+                .storage
+                .limit_refusal(&target, self.request.size, &mime)
+            {
                 Some(refusal) => Err(refusal),
                 None => Ok(()),
             }
@@ -283,7 +295,13 @@ impl Run<'_> {
         match existing {
             Some(row) => {
                 found.checks = self
-                    .explain(&tx, vec![using_spec(Table::Objects, "DELETE", row.clone()), select_spec(row)])
+                    .explain(
+                        &tx,
+                        vec![
+                            using_spec(Table::Objects, "DELETE", row.clone()),
+                            select_spec(row),
+                        ],
+                    )
                     .await?
             }
             None => found.missing = Some(self.absence(name).await?),
@@ -356,7 +374,9 @@ impl Run<'_> {
             let mime = moved
                 .mimetype
                 .unwrap_or_else(|| "application/octet-stream".into());
-            found.bucket_rule = self.bucket_rule(&target, to_bucket, moved.size, &mime).await?;
+            found.bucket_rule = self
+                .bucket_rule(&target, to_bucket, moved.size, &mime)
+                .await?;
             if let Some(refusal) = self.storage.limit_refusal(&target, moved.size, &mime) {
                 verdict = Err(refusal);
             }
@@ -408,7 +428,11 @@ impl Run<'_> {
         } else {
             found.missing = Some(self.absence(name).await?);
         }
-        specs.push(insert_spec(new_object(to_bucket, to_name, owner.as_deref())));
+        specs.push(insert_spec(new_object(
+            to_bucket,
+            to_name,
+            owner.as_deref(),
+        )));
         found.verdict = match source {
             Err(error) => Err(error.into()),
             Ok(None) => Err(Error::ObjectNotFound),
@@ -491,7 +515,10 @@ impl Run<'_> {
         let bucket = self.bucket();
         let mut found = Found::new(self.request.operation);
         found.privilege_missing = self.privileges(&[(Table::Buckets, "select")]).await?;
-        let existing = self.storage.existing_row(Table::Buckets, bucket, "").await?;
+        let existing = self
+            .storage
+            .existing_row(Table::Buckets, bucket, "")
+            .await?;
         let tx = self.begin(self.request.operation, false).await?;
         found.verdict = match tx
             .query_opt("select 1 from storage.buckets where id = $1", &[&bucket])
@@ -515,7 +542,10 @@ impl Run<'_> {
         found.privilege_missing = self
             .privileges(&[(Table::Buckets, "update"), (Table::Buckets, "select")])
             .await?;
-        let existing = self.storage.existing_row(Table::Buckets, bucket, "").await?;
+        let existing = self
+            .storage
+            .existing_row(Table::Buckets, bucket, "")
+            .await?;
         let tx = self.begin(Operation::BucketUpdate, false).await?;
         tx.batch("savepoint verdict").await?;
         found.verdict = match tx
@@ -544,7 +574,10 @@ impl Run<'_> {
         found.privilege_missing = self
             .privileges(&[(Table::Buckets, "delete"), (Table::Buckets, "select")])
             .await?;
-        let existing = self.storage.existing_row(Table::Buckets, bucket, "").await?;
+        let existing = self
+            .storage
+            .existing_row(Table::Buckets, bucket, "")
+            .await?;
         let tx = self.begin(Operation::BucketDelete, true).await?;
         tx.batch("savepoint verdict").await?;
         found.verdict = match tx
