@@ -197,11 +197,19 @@ async fn serve_on(
         auth.clone(),
         s3_credentials(args, &anon, jwt_secret)?,
     );
-    let app = http::app(AppState {
-        storage,
-        auth,
-        s3: Some(s3),
-    });
+    let exporter = (args.metrics || args.metrics_port.is_some())
+        .then(|| http::metrics::Exporter::install(storage.clone()));
+    let app = http::app_with(
+        AppState {
+            storage,
+            auth,
+            s3: Some(s3),
+        },
+        http::AppOptions {
+            metrics: exporter.clone(),
+            metrics_route: args.metrics,
+        },
+    );
 
     let address: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))
         .await
@@ -231,7 +239,32 @@ async fn serve_on(
     let options = http::ServeOptions {
         header_read_timeout: args.header_read_timeout.max(Duration::from_millis(100)),
     };
+    if args.metrics {
+        println!("metrics:          http://{local}/metrics (service_role key as bearer)");
+    }
+    let metrics_server = match (args.metrics_port, exporter) {
+        (Some(port), Some(exporter)) => {
+            let listener = tokio::net::TcpListener::bind((address.ip(), port))
+                .await
+                .with_context(|| format!("listening on --metrics-port {port}"))?;
+            println!(
+                "metrics:          http://{}/metrics",
+                listener.local_addr()?
+            );
+            let routes = http::metrics::routes(exporter, None);
+            Some(tokio::spawn(http::serve(
+                listener,
+                routes,
+                options,
+                std::future::pending(),
+            )))
+        }
+        _ => None,
+    };
     http::serve(listener, app, options, shutdown_signal()).await?;
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     tracing::info!("stopped accepting requests");
     if let Some(collector) = collector {
         collector.abort();

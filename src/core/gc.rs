@@ -40,6 +40,12 @@ impl Storage {
             report.freed += batch.freed;
             report.failed += batch.failed;
             if !batch.ran || batch.freed == 0 || batch.freed + batch.failed < BATCH as u64 {
+                if report.ran {
+                    // For /metrics (a no-op unless the server exports them).
+                    metrics::counter!("pgstorage_gc_runs_total").increment(1);
+                    metrics::counter!("pgstorage_gc_freed_keys_total").increment(report.freed);
+                    metrics::counter!("pgstorage_gc_failed_keys_total").increment(report.failed);
+                }
                 return Ok(report);
             }
         }

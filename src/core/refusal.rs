@@ -36,6 +36,14 @@ pub(super) fn record(caller: &Caller, operation: Operation) {
     });
 }
 
+/// The operation of the request's latest transaction, if it began one.
+pub fn latest_operation() -> Option<Operation> {
+    LATEST
+        .try_with(|latest| latest.borrow().as_ref().map(|attempt| attempt.operation))
+        .ok()
+        .flatten()
+}
+
 /// "storage.upload as role authenticated, sub alice": what the request's latest transaction
 /// attempted, if it began one.
 pub fn latest() -> Option<String> {

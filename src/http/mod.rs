@@ -10,6 +10,7 @@ mod health;
 mod identity;
 mod json;
 mod listing;
+pub mod metrics;
 mod objects;
 mod signed;
 mod upload_body;
@@ -47,11 +48,30 @@ pub struct AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What the server serves beside the API.
+#[derive(Clone, Default)]
+pub struct AppOptions {
+    /// Count requests for Prometheus (see [`metrics`]).
+    pub metrics: Option<metrics::Exporter>,
+    /// Also answer `/metrics` on this router, to service_role only.
+    pub metrics_route: bool,
+}
+
 /// The whole REST API, served at `/` and again under `/storage/v1` (the path Supabase clients
 /// use behind a gateway).
 pub fn app(state: AppState) -> Router {
-    let s3 = state.s3.as_ref().map(crate::s3::S3Front::routes);
-    let api = Router::new()
+    app_with(state, AppOptions::default())
+}
+
+/// [`app`], with the options of [`AppOptions`].
+pub fn app_with(state: AppState, options: AppOptions) -> Router {
+    let auth = state.auth.clone();
+    let mut s3 = state
+        .s3
+        .as_ref()
+        .map(crate::s3::S3Front::routes)
+        .unwrap_or_default();
+    let mut api = Router::new()
         .merge(health::routes())
         .merge(admin::routes())
         .merge(buckets::routes())
@@ -60,10 +80,24 @@ pub fn app(state: AppState) -> Router {
         .merge(signed::routes())
         .merge(crate::resumable::routes())
         .with_state(state);
+    let mut extra = Router::new();
+    if let Some(exporter) = options.metrics {
+        // Route layers: they see the matched route, which names the request's kind.
+        api = api.route_layer(axum::middleware::from_fn(|request, next| {
+            metrics::track("rest", request, next)
+        }));
+        s3 = s3.route_layer(axum::middleware::from_fn(|request, next| {
+            metrics::track("s3", request, next)
+        }));
+        if options.metrics_route {
+            extra = metrics::routes(exporter, Some(auth));
+        }
+    }
     Router::new()
         .nest("/storage/v1", api.clone())
         .merge(api)
-        .merge(s3.unwrap_or_default())
+        .merge(s3)
+        .merge(extra)
         .fallback(error::not_found)
         .layer(
             TraceLayer::new_for_http()
