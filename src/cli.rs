@@ -13,8 +13,8 @@ use crate::auth::sealed::Sealer;
 use crate::auth::{Authenticator, JwkKeySet, JwtKeys, secret};
 use crate::bytes;
 use crate::config::{
-    Cli, Command, DatabaseArgs, GcArgs, S3KeyAdminArgs, S3KeyCreateArgs, S3KeysCommand, ServeArgs,
-    TokenArgs,
+    Cli, Command, DatabaseArgs, GcArgs, LogFormat, S3KeyAdminArgs, S3KeyCreateArgs, S3KeysCommand,
+    ServeArgs, TokenArgs,
 };
 use crate::core::s3_keys;
 use crate::core::{Limits, Storage};
@@ -24,15 +24,18 @@ use crate::http::{self, AppState};
 
 /// Runs a parsed command line; errors are printed once, as a sentence, with a non-zero exit.
 pub fn run(cli: Cli) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("PGSTORAGE_LOG")
-                // s3s logs every refused S3 request (NoSuchKey, AccessDenied, ...) as an error;
-                // the S3 front logs its own faults.
-                .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,s3s=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_env("PGSTORAGE_LOG")
+        // s3s logs every refused S3 request (NoSuchKey, AccessDenied, ...) as an error;
+        // the S3 front logs its own faults.
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,s3s=off"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // One JSON object per line, with the request span's fields (its id among them).
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -433,10 +436,17 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
         let database = Database::new(connected.admin.clone(), connected.request.clone(), 2)?;
         let bytes = bytes::open(&args.store.store_config(&args.database)?, &database).await?;
         let storage = Storage::new(database, bytes, Limits::default());
+        let bar = gc_progress();
         let report = storage
-            .collect_garbage(Duration::from_secs(args.gc_grace_seconds))
-            .await
-            .map_err(|e| anyhow::anyhow!("garbage collection failed: {e}"))?;
+            .collect_garbage_with(Duration::from_secs(args.gc_grace_seconds), &|so_far| {
+                bar.set_message(format!(
+                    "{} byte keys freed, {} failed",
+                    so_far.freed, so_far.failed
+                ))
+            })
+            .await;
+        bar.finish_and_clear();
+        let report = report.map_err(|e| anyhow::anyhow!("garbage collection failed: {e}"))?;
         if !report.ran {
             println!("another server is collecting garbage right now; nothing done");
         } else {
@@ -450,6 +460,24 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
     .await;
     let closed = connected.close();
     result.and(closed)
+}
+
+/// A spinner with running totals on a terminal (stderr); nothing at all otherwise, so scripts
+/// read only the final line.
+fn gc_progress() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} collecting garbage: {msg} [{elapsed}]")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message("looking for unreferenced bytes");
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {

@@ -14,6 +14,18 @@ use crate::bytes::{S3Config, StoreConfig};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// How log lines on stderr look: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    #[arg(long, global = true, env = "PGSTORAGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 // Parsed once at start-up: the size of the largest variant costs nothing.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use super::Connected;
 use crate::bytes::PgStore;
 use crate::config::{PolicyCheckArgs, PolicyCommand, PolicyListArgs};
-use crate::core::policy::{CheckReport, CheckRequest, Policy};
+use crate::core::policy::{CheckReport, CheckRequest, Outcome, Policy};
 use crate::core::{Limits, Operation, Storage};
 use crate::db::Database;
 
@@ -91,11 +91,12 @@ pub fn render_report(request: &CheckRequest, report: &CheckReport) -> String {
         .as_deref()
         .map(|s| format!("sub {s}"))
         .unwrap_or_else(|| "no sub".into());
-    let verdict = match report.allowed {
-        true => "ALLOWED".to_string(),
-        false => format!(
+    let verdict = match (report.allowed, report.outcome) {
+        (true, _) => "ALLOWED".to_string(),
+        (false, Outcome::Denied) => "DENIED".to_string(),
+        (false, outcome) => format!(
             "DENIED ({})",
-            serde_json::json!(report.outcome).as_str().unwrap_or("")
+            serde_json::json!(outcome).as_str().unwrap_or("")
         ),
     };
     let _ = writeln!(
