@@ -82,3 +82,20 @@ impl std::fmt::Display for Operation {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_with_or_without_the_prefix() {
+        for op in Operation::ALL {
+            assert_eq!(Operation::parse(op.as_str()), Some(op));
+            let bare = op.as_str().strip_prefix("storage.").unwrap();
+            assert_eq!(Operation::parse(bare), Some(op));
+        }
+        assert_eq!(Operation::parse("storage.nothing"), None);
+        assert_eq!(Operation::parse("storage."), None);
+        assert_eq!(Operation::parse(""), None);
+    }
+}

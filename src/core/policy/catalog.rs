@@ -94,25 +94,32 @@ impl Storage {
     }
 
     /// An existing row as JSON (all columns), read with privilege: the row a policy's `USING`
-    /// is evaluated on, whether or not the caller may see it.
+    /// is evaluated on, whether or not the caller may see it. `name` is the object's (absent:
+    /// the bucket's own row).
     pub(super) async fn existing_row(
         &self,
-        table: Table,
         bucket: &str,
-        name: &str,
+        name: Option<&str>,
     ) -> Result<Option<serde_json::Value>, Error> {
         let conn = self.db.admin().await?;
-        let sql = match table {
-            Table::Objects => {
-                "select to_jsonb(o) from storage.objects o where bucket_id = $1 and name = $2"
+        let row = match name {
+            Some(name) => {
+                let statement = conn
+                    .prepare_cached(
+                        "select to_jsonb(o) from storage.objects o \
+                         where bucket_id = $1 and name = $2",
+                    )
+                    .await?;
+                conn.query_opt(&statement, &[&bucket, &name]).await?
             }
-            Table::Buckets => "select to_jsonb(b) from storage.buckets b where id = $1 and $2 = $2",
+            None => {
+                let statement = conn
+                    .prepare_cached("select to_jsonb(b) from storage.buckets b where id = $1")
+                    .await?;
+                conn.query_opt(&statement, &[&bucket]).await?
+            }
         };
-        let statement = conn.prepare_cached(sql).await?;
-        Ok(conn
-            .query_opt(&statement, &[&bucket, &name])
-            .await?
-            .map(|row| row.get(0)))
+        Ok(row.map(|row| row.get(0)))
     }
 }
 

@@ -109,7 +109,7 @@ impl Storage {
         let policies = self.policies(Some(&role)).await?;
         let caller = Caller::new(request.identity.clone());
         let mut found = plan::run(self, &caller, request, &policies, bypasses_rls).await?;
-        let (outcome, mut reason) = match &found.verdict {
+        let (outcome, mut reason) = match std::mem::replace(&mut found.verdict, Ok(())) {
             Ok(()) => (Outcome::Allowed, String::new()),
             Err(error) => outcome_of(error)?,
         };
@@ -169,9 +169,10 @@ impl Storage {
     }
 }
 
-/// The outcome of a refusal and, where the error says it best, its reason.
-fn outcome_of(error: &Error) -> Result<(Outcome, String), Error> {
-    Ok(match error {
+/// The outcome of a refusal and, where the error says it best, its reason. Errors that are no
+/// answer (the database unavailable, a fault) are the check's own.
+fn outcome_of(error: Error) -> Result<(Outcome, String), Error> {
+    Ok(match &error {
         Error::Forbidden(_) => (Outcome::Denied, String::new()),
         Error::BucketNotFound => (Outcome::NotFound, "the bucket does not exist".into()),
         Error::ObjectNotFound | Error::NotFound(_) => (Outcome::NotFound, String::new()),
@@ -189,11 +190,7 @@ fn outcome_of(error: &Error) -> Result<(Outcome, String), Error> {
         Error::UnsupportedMediaType(_) => (Outcome::UnsupportedType, String::new()),
         Error::InvalidInput(m) => (Outcome::Invalid, m.clone()),
         Error::InvalidKey(_) | Error::InvalidBucketName(_) => (Outcome::Invalid, error.to_string()),
-        other => {
-            return Err(Error::Internal(anyhow::anyhow!(
-                "the policy check failed: {other}"
-            )));
-        }
+        _ => return Err(error),
     })
 }
 

@@ -13,10 +13,11 @@ use serde_json::{Value, json};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+mod buckets;
+
 use super::CheckRequest;
 use super::catalog::{Policy, Table};
 use super::evaluate::{Check, Clause, Spec, evaluate};
-use crate::core::buckets::validate_bucket_id;
 use crate::core::names::validate_object_name;
 use crate::core::objects::{
     ObjectMetadata, RowWrite, Target, content_type_for, mime_allowed, probe_write, write_denied,
@@ -203,9 +204,7 @@ impl Run<'_> {
         let probed = probe_write(&tx, &write, overwrite).await;
         let specs = match (
             overwrite,
-            self.storage
-                .existing_row(Table::Objects, bucket, name)
-                .await?,
+            self.storage.existing_row(bucket, Some(name)).await?,
         ) {
             (true, Some(old)) => {
                 let mut new = old.clone();
@@ -243,10 +242,7 @@ impl Run<'_> {
         let bucket = self.bucket();
         let mut found = Found::new(self.request.operation);
         found.privilege_missing = self.privileges(&[(Table::Objects, "select")]).await?;
-        let existing = self
-            .storage
-            .existing_row(Table::Objects, bucket, name)
-            .await?;
+        let existing = self.storage.existing_row(bucket, Some(name)).await?;
         let tx = self.begin(self.request.operation, false).await?;
         found.verdict = match tx
             .query_opt(
@@ -274,10 +270,7 @@ impl Run<'_> {
         found.privilege_missing = self
             .privileges(&[(Table::Objects, "delete"), (Table::Objects, "select")])
             .await?;
-        let existing = self
-            .storage
-            .existing_row(Table::Objects, bucket, name)
-            .await?;
+        let existing = self.storage.existing_row(bucket, Some(name)).await?;
         let tx = self.begin(Operation::Delete, true).await?;
         tx.batch("savepoint verdict").await?;
         found.verdict = match tx
@@ -336,10 +329,7 @@ impl Run<'_> {
         found.privilege_missing = self
             .privileges(&[(Table::Objects, "update"), (Table::Objects, "select")])
             .await?;
-        let existing = self
-            .storage
-            .existing_row(Table::Objects, bucket, name)
-            .await?;
+        let existing = self.storage.existing_row(bucket, Some(name)).await?;
         let tx = self.begin(Operation::Move, false).await?;
         tx.batch("savepoint verdict").await?;
         let moved = tx
@@ -409,10 +399,7 @@ impl Run<'_> {
         found.privilege_missing = self
             .privileges(&[(Table::Objects, "select"), (Table::Objects, "insert")])
             .await?;
-        let existing = self
-            .storage
-            .existing_row(Table::Objects, bucket, name)
-            .await?;
+        let existing = self.storage.existing_row(bucket, Some(name)).await?;
         let tx = self.begin(Operation::Copy, false).await?;
         let source = tx
             .query_opt(
@@ -466,158 +453,6 @@ impl Run<'_> {
         found.checks = self.explain(&tx, specs).await?;
         tx.rollback().await?;
         Ok(found)
-    }
-
-    async fn bucket_create(&self) -> Result<Found, Error> {
-        let bucket = self.bucket();
-        if let Err(error) = validate_bucket_id(bucket) {
-            return Ok(Found::refused(Operation::BucketCreate, error));
-        }
-        let mut found = Found::new(Operation::BucketCreate);
-        found.privilege_missing = self.privileges(&[(Table::Buckets, "insert")]).await?;
-        let owner = self.caller.owner();
-        let tx = self.begin(Operation::BucketCreate, false).await?;
-        tx.batch("savepoint verdict").await?;
-        found.verdict = tx
-            .execute(
-                "insert into storage.buckets \
-                     (id, name, owner_id, public, file_size_limit, allowed_mime_types) \
-                 values ($1, $1, $2, false, null, null)",
-                &[&bucket, &owner],
-            )
-            .await
-            .map(|_| ())
-            .map_err(Error::from);
-        tx.batch("rollback to savepoint verdict").await?;
-        let now = Utc::now().to_rfc3339();
-        let row = json!({
-            "id": bucket, "name": bucket, "owner_id": owner, "public": false,
-            "avif_autodetection": false, "file_size_limit": null, "allowed_mime_types": null,
-            "created_at": now, "updated_at": now,
-        });
-        found.checks = self
-            .explain(
-                &tx,
-                vec![Spec {
-                    table: Table::Buckets,
-                    command: "INSERT",
-                    clause: Clause::WithCheck,
-                    row: "the new row",
-                    values: row,
-                }],
-            )
-            .await?;
-        tx.rollback().await?;
-        Ok(found)
-    }
-
-    async fn bucket_read(&self) -> Result<Found, Error> {
-        let bucket = self.bucket();
-        let mut found = Found::new(self.request.operation);
-        found.privilege_missing = self.privileges(&[(Table::Buckets, "select")]).await?;
-        let existing = self
-            .storage
-            .existing_row(Table::Buckets, bucket, "")
-            .await?;
-        let tx = self.begin(self.request.operation, false).await?;
-        found.verdict = match tx
-            .query_opt("select 1 from storage.buckets where id = $1", &[&bucket])
-            .await
-        {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(Error::BucketNotFound),
-            Err(error) => Err(error.into()),
-        };
-        self.explain_bucket(&tx, &mut found, existing, |row| {
-            vec![using_spec(Table::Buckets, "SELECT", row)]
-        })
-        .await?;
-        tx.rollback().await?;
-        Ok(found)
-    }
-
-    async fn bucket_update(&self) -> Result<Found, Error> {
-        let bucket = self.bucket();
-        let mut found = Found::new(Operation::BucketUpdate);
-        found.privilege_missing = self
-            .privileges(&[(Table::Buckets, "update"), (Table::Buckets, "select")])
-            .await?;
-        let existing = self
-            .storage
-            .existing_row(Table::Buckets, bucket, "")
-            .await?;
-        let tx = self.begin(Operation::BucketUpdate, false).await?;
-        tx.batch("savepoint verdict").await?;
-        found.verdict = match tx
-            .query(
-                "update storage.buckets set public = public where id = $1 returning id",
-                &[&bucket],
-            )
-            .await
-        {
-            Ok(rows) if rows.is_empty() => Err(Error::BucketNotFound),
-            Ok(_) => Ok(()),
-            Err(error) => Err(error.into()),
-        };
-        tx.batch("rollback to savepoint verdict").await?;
-        self.explain_bucket(&tx, &mut found, existing, |row| {
-            update_specs(Table::Buckets, row.clone(), row)
-        })
-        .await?;
-        tx.rollback().await?;
-        Ok(found)
-    }
-
-    async fn bucket_delete(&self) -> Result<Found, Error> {
-        let bucket = self.bucket();
-        let mut found = Found::new(Operation::BucketDelete);
-        found.privilege_missing = self
-            .privileges(&[(Table::Buckets, "delete"), (Table::Buckets, "select")])
-            .await?;
-        let existing = self
-            .storage
-            .existing_row(Table::Buckets, bucket, "")
-            .await?;
-        let tx = self.begin(Operation::BucketDelete, true).await?;
-        tx.batch("savepoint verdict").await?;
-        found.verdict = match tx
-            .query(
-                "delete from storage.buckets where id = $1 returning id",
-                &[&bucket],
-            )
-            .await
-        {
-            Ok(rows) if rows.is_empty() => Err(Error::BucketNotFound),
-            Ok(_) => Ok(()),
-            Err(error) if error.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
-                Err(Error::BucketNotEmpty)
-            }
-            Err(error) => Err(error.into()),
-        };
-        tx.batch("rollback to savepoint verdict").await?;
-        self.explain_bucket(&tx, &mut found, existing, |row| {
-            vec![
-                using_spec(Table::Buckets, "DELETE", row.clone()),
-                using_spec(Table::Buckets, "SELECT", row),
-            ]
-        })
-        .await?;
-        tx.rollback().await?;
-        Ok(found)
-    }
-
-    async fn explain_bucket(
-        &self,
-        tx: &Tx,
-        found: &mut Found,
-        existing: Option<Value>,
-        specs: impl FnOnce(Value) -> Vec<Spec>,
-    ) -> Result<(), Error> {
-        match existing {
-            Some(row) => found.checks = self.explain(tx, specs(row)).await?,
-            None => found.missing = Some(format!("bucket {} does not exist", self.bucket())),
-        }
-        Ok(())
     }
 
     /// The bucket rule a write of `size` bytes of type `mime` breaks, in words (the core's
