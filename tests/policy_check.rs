@@ -21,6 +21,11 @@ const POLICIES: &str = "
         with check (storage.extension(name) <> 'exe');
     create policy open_read on storage.objects for select to anon
         using (bucket_id = 'open');
+    -- storage.operation() and custom claims, as a request sets them
+    create policy info_only on storage.objects for select to authenticated
+        using (bucket_id = 'open' and storage.allow_only_operation('info'));
+    create policy red_team on storage.objects for select to authenticated
+        using (bucket_id = 'open' and auth.jwt()->>'team' = 'red');
     create policy user_buckets on storage.buckets for insert to authenticated
         with check (id like auth.uid() || '-%');
     create policy user_bucket_read on storage.buckets for select to authenticated
@@ -111,6 +116,8 @@ struct Case {
     size: usize,
     mime: &'static str,
     to: &'static str,
+    /// Extra claims, as JSON.
+    claims: Option<&'static str>,
 }
 
 const fn case(
@@ -129,11 +136,13 @@ const fn case(
         size: 10,
         mime: "text/plain",
         to: "",
+        claims: None,
     }
 }
 
 const ALICE: Option<&str> = Some("alice");
 const BOB: Option<&str> = Some("bob");
+const CAROL: Option<&str> = Some("carol");
 
 async fn ask(server: &TestServer, case: &Case) -> Value {
     let (status, report) = json_of(
@@ -152,6 +161,7 @@ async fn ask(server: &TestServer, case: &Case) -> Value {
                 "size": case.size,
                 "mime": case.mime,
                 "destination_path": (!case.to.is_empty()).then_some(case.to),
+                "claims": case.claims.map(|c| serde_json::from_str::<Value>(c).unwrap()),
             }))
             .send()
             .await
@@ -164,9 +174,14 @@ async fn ask(server: &TestServer, case: &Case) -> Value {
 
 /// The real request's status.
 async fn really(server: &TestServer, case: &Case) -> u16 {
-    let key = match case.role {
-        "anon" => None,
-        role => Some(token(role, case.sub)),
+    let key = match (case.role, case.claims) {
+        ("anon", _) => None,
+        (role, None) => Some(token(role, case.sub)),
+        (role, Some(claims)) => Some(
+            common::keys()
+                .mint(role, case.sub, None, serde_json::from_str(claims).unwrap())
+                .unwrap(),
+        ),
     };
     let key = key.as_deref();
     let object = format!("{}/{}", case.bucket, case.path);
@@ -377,6 +392,16 @@ async fn the_testers_verdict_is_what_the_real_request_does() {
                 "alice/a.txt",
             )
         },
+        case("authenticated", CAROL, "storage.info", "open", "x.txt"),
+        case("authenticated", CAROL, "storage.download", "open", "x.txt"),
+        Case {
+            claims: Some(r#"{"team":"red"}"#),
+            ..case("authenticated", CAROL, "storage.download", "open", "x.txt")
+        },
+        Case {
+            claims: Some(r#"{"team":"blue"}"#),
+            ..case("authenticated", CAROL, "storage.download", "open", "x.txt")
+        },
         case(
             "authenticated",
             ALICE,
@@ -534,6 +559,41 @@ async fn the_report_names_the_policies_that_passed_and_failed() {
             "\"UPDATE\" \"WITH CHECK\" \"the new row\" true",
             "\"SELECT\" \"USING\" \"the new row\" false",
         ],
+        "{report:#}"
+    );
+
+    // storage.operation() is the operation asked about, and claims are the ones given.
+    let report = ask(
+        &server,
+        &case("authenticated", CAROL, "storage.info", "open", "x.txt"),
+    )
+    .await;
+    assert_eq!(report["allowed"], true, "{report:#}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("info_only"),
+        "{report:#}"
+    );
+    let report = ask(
+        &server,
+        &case("authenticated", CAROL, "storage.download", "open", "x.txt"),
+    )
+    .await;
+    assert_eq!(report["outcome"], "not_found", "{report:#}");
+    assert!(
+        report["reason"].as_str().unwrap().starts_with("hidden: "),
+        "{report:#}"
+    );
+    let report = ask(
+        &server,
+        &Case {
+            claims: Some(r#"{"team":"red"}"#),
+            ..case("authenticated", CAROL, "storage.download", "open", "x.txt")
+        },
+    )
+    .await;
+    assert_eq!(report["allowed"], true, "{report:#}");
+    assert!(
+        report["reason"].as_str().unwrap().contains("red_team"),
         "{report:#}"
     );
 
