@@ -802,7 +802,7 @@ async fn refusals_name_the_operation_role_and_sub_but_not_the_policy() {
         "{body}"
     );
     assert!(
-        message.contains("storage.upload as role authenticated, sub alice"),
+        message.contains("storage.upload or storage.overwrite as role authenticated, sub alice"),
         "{body}"
     );
     assert!(!message.contains("foldername"), "{body}");

@@ -44,7 +44,7 @@ pub fn latest_operation() -> Option<Operation> {
         .flatten()
 }
 
-/// "storage.upload as role authenticated, sub alice": what the request's latest transaction
+/// "storage.copy as role authenticated, sub alice": what the request's latest transaction
 /// attempted, if it began one.
 pub fn latest() -> Option<String> {
     LATEST
@@ -54,7 +54,15 @@ pub fn latest() -> Option<String> {
                     Some(sub) => format!("sub {sub}"),
                     None => "no sub".to_string(),
                 };
-                format!("{} as role {}, {sub}", attempt.operation, attempt.role)
+                let operation = match attempt.operation {
+                    // Which of the two a write is depends on whether its key exists: naming
+                    // one would tell a caller who may not see the key that it exists.
+                    Operation::Upload | Operation::Overwrite => {
+                        "storage.upload or storage.overwrite"
+                    }
+                    other => other.as_str(),
+                };
+                format!("{operation} as role {}, {sub}", attempt.role)
             })
         })
         .ok()

@@ -36,7 +36,7 @@ def test_database_key_is_user_u1_under_rls(bucket, prefix):
     code, status, message = error_of(s3.put_object, Bucket=bucket, Key="u2/theirs.txt", Body=b"x")
     assert (code, status) == ("AccessDenied", 403)
     # The refusal names what was refused, for whom; never the policy.
-    assert "storage.upload as role authenticated, sub u1" in message, message
+    assert "refused storage.upload or storage.overwrite as role authenticated, sub u1" in message, message
     static().put_object(Bucket=bucket, Key="u2/theirs.txt", Body=b"u2's")
     assert error_of(s3.get_object, Bucket=bucket, Key="u2/theirs.txt")[0] == "NoSuchKey"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
