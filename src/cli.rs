@@ -1,4 +1,6 @@
-//! The subcommands: `serve`, `migrate`, `token`.
+//! The subcommands: `serve`, `migrate`, `token`, `gc`, `s3-keys`, `policy`.
+
+mod policy;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -11,8 +13,8 @@ use crate::auth::sealed::Sealer;
 use crate::auth::{Authenticator, JwkKeySet, JwtKeys, secret};
 use crate::bytes;
 use crate::config::{
-    Cli, Command, DatabaseArgs, GcArgs, S3KeyAdminArgs, S3KeyCreateArgs, S3KeysCommand, ServeArgs,
-    TokenArgs,
+    Cli, Command, DatabaseArgs, GcArgs, LogFormat, S3KeyAdminArgs, S3KeyCreateArgs, S3KeysCommand,
+    ServeArgs, TokenArgs,
 };
 use crate::core::s3_keys;
 use crate::core::sql_files::SqlFileSettings;
@@ -23,15 +25,18 @@ use crate::http::{self, AppState};
 
 /// Runs a parsed command line; errors are printed once, as a sentence, with a non-zero exit.
 pub fn run(cli: Cli) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("PGSTORAGE_LOG")
-                // s3s logs every refused S3 request (NoSuchKey, AccessDenied, ...) as an error;
-                // the S3 front logs its own faults.
-                .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,s3s=off")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_env("PGSTORAGE_LOG")
+        // s3s logs every refused S3 request (NoSuchKey, AccessDenied, ...) as an error;
+        // the S3 front logs its own faults.
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,s3s=off"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        // One JSON object per line, with the request span's fields (its id among them).
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -46,6 +51,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Token(args) => token(args),
             Command::Gc(args) => gc(args).await,
             Command::S3Keys(command) => s3_keys_command(command).await,
+            Command::Policy(command) => policy::run(command).await,
         }
     });
     match result {
@@ -197,11 +203,19 @@ async fn serve_on(
     )
     .with_virtual_host_domain(args.s3_api.s3_api_virtual_host_domain.as_deref())
     .context("--s3-api-virtual-host-domain")?;
-    let app = http::app(AppState {
-        storage: storage.clone(),
-        auth,
-        s3: Some(s3),
-    });
+    let exporter = (args.metrics || args.metrics_port.is_some())
+        .then(|| http::metrics::Exporter::install(storage.clone()));
+    let app = http::app_with(
+        AppState {
+            storage: storage.clone(),
+            auth,
+            s3: Some(s3),
+        },
+        http::AppOptions {
+            metrics: exporter.clone(),
+            metrics_route: args.metrics,
+        },
+    );
 
     let address: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))
         .await
@@ -251,7 +265,32 @@ async fn serve_on(
     let options = http::ServeOptions {
         header_read_timeout: args.header_read_timeout.max(Duration::from_millis(100)),
     };
+    if args.metrics {
+        println!("metrics:          http://{local}/metrics (service_role key as bearer)");
+    }
+    let metrics_server = match (args.metrics_port, exporter) {
+        (Some(port), Some(exporter)) => {
+            let listener = tokio::net::TcpListener::bind((address.ip(), port))
+                .await
+                .with_context(|| format!("listening on --metrics-port {port}"))?;
+            println!(
+                "metrics:          http://{}/metrics",
+                listener.local_addr()?
+            );
+            let routes = http::metrics::routes(exporter, None);
+            Some(tokio::spawn(http::serve(
+                listener,
+                routes,
+                options,
+                std::future::pending(),
+            )))
+        }
+        _ => None,
+    };
     http::serve(listener, app, options, shutdown_signal()).await?;
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     tracing::info!("stopped accepting requests");
     if let Some(collector) = collector {
         collector.abort();
@@ -420,10 +459,17 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
         let database = Database::new(connected.admin.clone(), connected.request.clone(), 2)?;
         let bytes = bytes::open(&args.store.store_config(&args.database)?, &database).await?;
         let storage = Storage::new(database, bytes, Limits::default());
+        let bar = gc_progress();
         let report = storage
-            .collect_garbage(Duration::from_secs(args.gc_grace_seconds))
-            .await
-            .map_err(|e| anyhow::anyhow!("garbage collection failed: {e}"))?;
+            .collect_garbage_with(Duration::from_secs(args.gc_grace_seconds), &|so_far| {
+                bar.set_message(format!(
+                    "{} byte keys freed, {} failed",
+                    so_far.freed, so_far.failed
+                ))
+            })
+            .await;
+        bar.finish_and_clear();
+        let report = report.map_err(|e| anyhow::anyhow!("garbage collection failed: {e}"))?;
         if !report.ran {
             println!("another server is collecting garbage right now; nothing done");
         } else {
@@ -437,6 +483,24 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
     .await;
     let closed = connected.close();
     result.and(closed)
+}
+
+/// A spinner with running totals on a terminal (stderr); nothing at all otherwise, so scripts
+/// read only the final line.
+fn gc_progress() -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} collecting garbage: {msg} [{elapsed}]")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message("looking for unreferenced bytes");
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 fn token(args: TokenArgs) -> anyhow::Result<()> {

@@ -14,6 +14,18 @@ use crate::bytes::{S3Config, StoreConfig};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// How log lines on stderr look: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    #[arg(long, global = true, env = "PGSTORAGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 // Parsed once at start-up: the size of the largest variant costs nothing.
@@ -31,6 +43,9 @@ pub enum Command {
     /// Manage S3 access keys kept in the database (each bound to a role and claims).
     #[command(name = "s3-keys", subcommand)]
     S3Keys(S3KeysCommand),
+    /// Test and list the Row Level Security policies on the storage tables.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 /// Where the data lives: the data directory and, optionally, an external database.
@@ -286,6 +301,16 @@ pub struct ServeArgs {
     /// (e.g. 60s, 5m).
     #[arg(long, env = "PGSTORAGE_SQL_FILE_URL_LIFETIME", default_value = "60s", value_parser = parse_duration)]
     pub sql_file_url_lifetime: std::time::Duration,
+
+    /// Serve Prometheus metrics at `/metrics` on the main port, to service_role only (a
+    /// service_role JWT as `Authorization: Bearer`).
+    #[arg(long, env = "PGSTORAGE_METRICS")]
+    pub metrics: bool,
+
+    /// Serve Prometheus metrics at `/metrics` on this port of --host too, without
+    /// authentication (for a scraper on a private network; implies nothing on the main port).
+    #[arg(long, env = "PGSTORAGE_METRICS_PORT")]
+    pub metrics_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -506,4 +531,84 @@ pub struct S3KeyRevokeArgs {
 
     /// The access key id to revoke.
     pub access_key_id: String,
+}
+
+// Parsed once at start-up: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// May this role and sub do this operation here? Answers which policies decide, evaluated
+    /// in a transaction that is rolled back.
+    Check(PolicyCheckArgs),
+    /// Print the policies on the storage tables, per table, command and role.
+    List(PolicyListArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PolicyCheckArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// The role the request runs as (anon, authenticated, service_role, ...).
+    #[arg(long, default_value = "anon")]
+    pub role: String,
+
+    /// The `sub` claim (what `auth.uid()` returns and `owner_id` records).
+    #[arg(long)]
+    pub sub: Option<String>,
+
+    /// Further claims as a JSON object (what `auth.jwt()` returns).
+    #[arg(long)]
+    pub claims: Option<String>,
+
+    /// The operation, as `storage.operation()` names it (e.g. storage.upload, storage.download,
+    /// storage.bucket.create; the `storage.` prefix may be left out).
+    #[arg(long)]
+    pub op: String,
+
+    /// The bucket.
+    #[arg(long)]
+    pub bucket: String,
+
+    /// The object's path in the bucket (not used by bucket operations).
+    #[arg(long)]
+    pub path: Option<String>,
+
+    /// The size of an upload (e.g. 1MB), checked against the bucket's file_size_limit.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<u64>,
+
+    /// The type of an upload (default: guessed from the path, as an upload does).
+    #[arg(long)]
+    pub mime: Option<String>,
+
+    /// Where a move or copy lands (default: the same bucket).
+    #[arg(long)]
+    pub to_bucket: Option<String>,
+
+    /// The path a move or copy lands at.
+    #[arg(long)]
+    pub to_path: Option<String>,
+
+    /// As for `serve`: the largest object the server accepts.
+    #[arg(long, env = "PGSTORAGE_MAX_FILE_SIZE", default_value = "50GB", value_parser = parse_size)]
+    pub max_file_size: u64,
+
+    /// Print the answer as JSON (as `POST /admin/policy/check` answers).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PolicyListArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Only the policies that apply to this role.
+    #[arg(long)]
+    pub role: Option<String>,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -142,8 +142,11 @@ async fn a_policy_refusal_does_not_name_the_table() {
     )
     .await;
     assert_eq!(status, 403, "{body}");
+    // Supabase's wording first; then what was refused, for whom (see tests/policy_check.rs).
     assert_eq!(
-        body["message"], "new row violates row-level security policy",
+        body["message"],
+        "new row violates row-level security policy \
+         (refused storage.bucket.create as role anon, no sub)",
         "{body}"
     );
 }

@@ -239,6 +239,15 @@ async fn copy_and_move_into_a_bucket_meet_its_size_limit_and_types() {
 // Refusals that tell nothing
 // ---------------------------------------------------------------------------------------------
 
+/// `denied` as a refusal of `operation` names it (see docs/policies.md).
+fn denied_for(denied: &Value, operation: &str) -> Value {
+    let mut body = denied.clone();
+    body["message"] = json!(format!(
+        "new row violates row-level security policy (refused {operation} as role anon, no sub)"
+    ));
+    body
+}
+
 /// Anon may read `public/...`, nothing else, and write nothing.
 const ANON_READS_PUBLIC: &str = "
     create policy anon_reads_public on storage.objects for select to anon
@@ -265,6 +274,13 @@ async fn without_credentials_an_existing_and_a_missing_key_get_the_same_403() {
     )
     .await;
     assert_error(status, &denied, 403, "AccessDenied");
+    // Each route names its operation (and a write both of its own: which one it is would
+    // depend on whether the key exists); nothing else may differ.
+    assert_eq!(
+        denied["message"],
+        "new row violates row-level security policy \
+         (refused storage.upload or storage.overwrite as role anon, no sub)"
+    );
 
     for (bucket, name) in [
         ("docs", "taken.txt"),
@@ -288,7 +304,7 @@ async fn without_credentials_an_existing_and_a_missing_key_get_the_same_403() {
             let (status, body) = sign_upload(&server, None, bucket, name, upsert).await;
             assert_eq!(
                 (status, &body),
-                (403, &denied),
+                (403, &denied_for(&denied, "storage.sign_upload")),
                 "sign {bucket}/{name} {upsert}"
             );
         }
@@ -304,7 +320,7 @@ async fn without_credentials_an_existing_and_a_missing_key_get_the_same_403() {
             .await;
             assert_eq!(
                 (status, &body),
-                (403, &denied),
+                (403, &denied_for(&denied, "storage.copy")),
                 "copy to {bucket}/{name} {upsert}"
             );
         }
@@ -338,7 +354,11 @@ async fn without_credentials_an_existing_and_a_missing_key_get_the_same_403() {
             false,
         )
         .await;
-        assert_eq!((status, &body), (403, &denied), "copy to {bucket}/{name}");
+        assert_eq!(
+            (status, &body),
+            (403, &denied_for(&denied, "storage.copy")),
+            "copy to {bucket}/{name}"
+        );
     }
     // A move out of public/ (which anon may change) is the same 403 wherever it goes.
     server
@@ -363,7 +383,11 @@ async fn without_credentials_an_existing_and_a_missing_key_get_the_same_403() {
             false,
         )
         .await;
-        assert_eq!((status, &body), (403, &denied), "move to {bucket}/{name}");
+        assert_eq!(
+            (status, &body),
+            (403, &denied_for(&denied, "storage.move")),
+            "move to {bucket}/{name}"
+        );
     }
     assert_eq!(stored_files(&server).await, files);
     assert_eq!(

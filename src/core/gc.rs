@@ -29,6 +29,16 @@ impl Storage {
     /// Runs one collection pass: batches until nothing eligible is left (or a batch fails
     /// entirely).
     pub async fn collect_garbage(&self, grace: Duration) -> Result<GcReport, Error> {
+        self.collect_garbage_with(grace, &|_| {}).await
+    }
+
+    /// [`Storage::collect_garbage`], telling `progress` the running totals after each batch
+    /// (for a progress display).
+    pub async fn collect_garbage_with(
+        &self,
+        grace: Duration,
+        progress: &(dyn Fn(&GcReport) + Sync),
+    ) -> Result<GcReport, Error> {
         // Records of single-use upload tokens are kept until the tokens have expired.
         self.forget_expired_token_uses().await?;
         let mut report = GcReport::default();
@@ -39,7 +49,14 @@ impl Storage {
             report.ran |= batch.ran;
             report.freed += batch.freed;
             report.failed += batch.failed;
+            progress(&report);
             if !batch.ran || batch.freed == 0 || batch.freed + batch.failed < BATCH as u64 {
+                if report.ran {
+                    // For /metrics (a no-op unless the server exports them).
+                    metrics::counter!("pgstorage_gc_runs_total").increment(1);
+                    metrics::counter!("pgstorage_gc_freed_keys_total").increment(report.freed);
+                    metrics::counter!("pgstorage_gc_failed_keys_total").increment(report.failed);
+                }
                 return Ok(report);
             }
         }

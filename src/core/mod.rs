@@ -12,6 +12,8 @@ pub mod multipart;
 pub mod names;
 pub mod objects;
 mod operation;
+pub mod policy;
+pub mod refusal;
 pub mod s3_keys;
 pub mod signed_writes;
 pub mod signing;
@@ -167,6 +169,7 @@ impl Storage {
         caller: &Caller,
         operation: Operation,
     ) -> Result<Tx, Error> {
+        refusal::record(caller, operation);
         let (claims, sub) = identity_settings(caller);
         let settings = tx_settings(caller, operation, &claims, &sub, false);
         Ok(self.db.begin_upload(&settings).await?)
@@ -178,6 +181,7 @@ impl Storage {
         operation: Operation,
         allow_delete: bool,
     ) -> Result<Tx, Error> {
+        refusal::record(caller, operation);
         let (claims, sub) = identity_settings(caller);
         let settings = tx_settings(caller, operation, &claims, &sub, allow_delete);
         Ok(self.db.begin(&settings).await?)

@@ -184,6 +184,16 @@ impl Database {
         self.admin.get().await.map_err(pool_error)
     }
 
+    /// The request pool's connections: in use, idle, and requests waiting (for `/metrics`).
+    pub fn request_pool_status(&self) -> deadpool_postgres::Status {
+        self.request.status()
+    }
+
+    /// The privileged pool's connections (for `/metrics`).
+    pub fn admin_pool_status(&self) -> deadpool_postgres::Status {
+        self.admin.status()
+    }
+
     /// Checks that the database answers (for `/health`).
     pub async fn ping(&self) -> Result<(), DbError> {
         let conn = self.request.get().await.map_err(pool_error)?;

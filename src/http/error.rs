@@ -106,6 +106,11 @@ impl From<Error> for ApiError {
                 cause: Some(cause),
                 ..Self::new(status, code, name, "Internal Server Error")
             },
+            // Clients show the message: it names what was refused, for whom (never the
+            // policy), so "why can't alice see this?" starts from the right operation.
+            Error::Forbidden(message) => {
+                Self::new(status, code, name, crate::core::refusal::explain(&message))
+            }
             other => Self::new(status, code, name, other.to_string()),
         }
     }

@@ -1,6 +1,7 @@
 //! The REST front, compatible with the Supabase Storage API. Handlers translate HTTP into core
 //! calls and core results back into HTTP; they never touch the database or byte store directly.
 
+mod admin;
 mod buckets;
 pub(crate) mod download;
 mod drain;
@@ -9,6 +10,7 @@ mod health;
 mod identity;
 mod json;
 mod listing;
+pub mod metrics;
 mod objects;
 mod signed;
 mod upload_body;
@@ -46,23 +48,57 @@ pub struct AppState {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What the server serves beside the API.
+#[derive(Clone, Default)]
+pub struct AppOptions {
+    /// Count requests for Prometheus (see [`metrics`]).
+    pub metrics: Option<metrics::Exporter>,
+    /// Also answer `/metrics` on this router, to service_role only.
+    pub metrics_route: bool,
+}
+
 /// The whole REST API, served at `/` and again under `/storage/v1` (the path Supabase clients
 /// use behind a gateway).
 pub fn app(state: AppState) -> Router {
-    let s3 = state.s3.as_ref().map(crate::s3::S3Front::routes);
+    app_with(state, AppOptions::default())
+}
+
+/// [`app`], with the options of [`AppOptions`].
+pub fn app_with(state: AppState, options: AppOptions) -> Router {
+    let auth = state.auth.clone();
     let s3_hosts = state.s3.clone();
-    let api = Router::new()
+    let mut s3 = state
+        .s3
+        .as_ref()
+        .map(crate::s3::S3Front::routes)
+        .unwrap_or_default();
+    let mut api = Router::new()
         .merge(health::routes())
+        .merge(admin::routes())
         .merge(buckets::routes())
         .merge(objects::routes())
         .merge(listing::routes())
         .merge(signed::routes())
         .merge(crate::resumable::routes())
         .with_state(state);
+    let mut extra = Router::new();
+    if let Some(exporter) = options.metrics {
+        // Route layers: they see the matched route, which names the request's kind.
+        api = api.route_layer(axum::middleware::from_fn(|request, next| {
+            metrics::track("rest", request, next)
+        }));
+        s3 = s3.route_layer(axum::middleware::from_fn(|request, next| {
+            metrics::track("s3", request, next)
+        }));
+        if options.metrics_route {
+            extra = metrics::routes(exporter, Some(auth));
+        }
+    }
     let router = Router::new()
         .nest("/storage/v1", api.clone())
         .merge(api)
-        .merge(s3.unwrap_or_default())
+        .merge(s3)
+        .merge(extra)
         .fallback(error::not_found);
     // Requests to the S3 virtual-host domain go to the S3 front whatever their path.
     let router = match &s3_hosts {
@@ -89,8 +125,17 @@ pub fn app(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(axum::middleware::map_request(drain::drain_unread_bodies))
+        .layer(axum::middleware::from_fn(refusal_scope))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Gives each request its own record of what it attempted, for the messages of refusals.
+async fn refusal_scope(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    crate::core::refusal::scope(next.run(request)).await
 }
 
 /// How the listener treats connections.

@@ -54,7 +54,7 @@ fn map(error: Error, target: Target) -> S3Error {
     let message = match (&error, target) {
         // RLS answers "new row violates row-level security policy ..." : true, but S3 clients
         // print the message, and the policy's table is an implementation detail.
-        (Error::Forbidden(_), _) => "Access Denied".to_string(),
+        (Error::Forbidden(_), _) => crate::core::refusal::explain("Access Denied"),
         (Error::BucketNotFound, _) => "The specified bucket does not exist".to_string(),
         (Error::ObjectNotFound, _) => "The specified key does not exist.".to_string(),
         _ => message,

@@ -33,7 +33,10 @@ def test_database_key_is_user_u1_under_rls(bucket, prefix):
     s3 = dbkey(prefix)
     s3.put_object(Bucket=bucket, Key="u1/mine.txt", Body=b"u1 wrote this")
     assert s3.get_object(Bucket=bucket, Key="u1/mine.txt")["Body"].read() == b"u1 wrote this"
-    assert error_of(s3.put_object, Bucket=bucket, Key="u2/theirs.txt", Body=b"x")[:2] == ("AccessDenied", 403)
+    code, status, message = error_of(s3.put_object, Bucket=bucket, Key="u2/theirs.txt", Body=b"x")
+    assert (code, status) == ("AccessDenied", 403)
+    # The refusal names what was refused, for whom; never the policy.
+    assert "refused storage.upload or storage.overwrite as role authenticated, sub u1" in message, message
     static().put_object(Bucket=bucket, Key="u2/theirs.txt", Body=b"u2's")
     assert error_of(s3.get_object, Bucket=bucket, Key="u2/theirs.txt")[0] == "NoSuchKey"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
