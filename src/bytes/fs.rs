@@ -32,7 +32,7 @@ use super::{ByteRange, ByteStore, ByteStream, StoreError, check_key};
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Bytes written between two requests to the kernel to start writing them back.
-const WRITEBACK_EVERY: u64 = 4 * 1024 * 1024;
+const WRITEBACK_EVERY: u64 = 2 * 1024 * 1024;
 
 /// Body chunks queued for the writing thread (a few hundred KiB at most each).
 const QUEUED_CHUNKS: usize = 8;

@@ -47,14 +47,11 @@ pub struct PartList {
     pub truncated: bool,
 }
 
-/// Locks the upload while a part is recorded (completion and abort wait for it), with the
-/// highest part number so far (an appended part takes the next one).
-const LOCK_UPLOAD: &str = "select u.in_progress_size, u.declared_length, \
-         (select coalesce(max(p.part_number), 0) from storage.s3_multipart_uploads_parts p \
-          where p.upload_id = u.id) \
-     from storage.s3_multipart_uploads u \
-     where u.id = $1 and (u.expires_at is null or u.expires_at > now()) \
-     for update of u";
+/// Locks the upload while a part is recorded (completion and abort wait for it).
+const LOCK_UPLOAD: &str = "select in_progress_size, declared_length \
+     from storage.s3_multipart_uploads \
+     where id = $1 and (expires_at is null or expires_at > now()) \
+     for update";
 
 const REMOVE_PART: &str = "delete from storage.s3_multipart_uploads_parts \
      where upload_id = $1 and part_number = $2 \
@@ -64,24 +61,31 @@ const RELEASE_KEYS: &str = "insert into storage.byte_journal (key, state) \
      select unnest($1::text[]), 'released' \
      on conflict (key) do nothing";
 
-/// Records a part in one statement: its key leaves the journal (the part's row references it
-/// now), the row is inserted, and the upload's running size (`$10`) is set, every part renewing
-/// its expiry (`$11` seconds). No row comes back when the key was no longer staged (its lease ran
-/// out and the collector took it): then nothing else happens either.
+/// Records a part in one statement, run once the upload is locked: its key leaves the journal
+/// (the part's row references it now), the row is inserted as part `$3`, or (null) as the part
+/// after the last, and the upload's running size (`$10`) is set, every part renewing its expiry
+/// (`$11` seconds). No row comes back when the key was no longer staged (its lease ran out and
+/// the collector took it): then nothing else happens either. The last part number is read here,
+/// not with the lock: this statement's snapshot is taken under the lock, so it sees every part
+/// recorded before.
 const RECORD_PART: &str = "with adopted as ( \
          delete from storage.byte_journal where key = $8 and state = 'staged' \
          returning key \
      ), part as ( \
          insert into storage.s3_multipart_uploads_parts \
              (upload_id, size, part_number, bucket_id, key, etag, owner_id, version, sha256) \
-         select $1, $2, $3, $4, $5, $6, $7, adopted.key, $9 from adopted \
-         returning created_at \
+         select $1, $2, \
+             coalesce($3::int, (select coalesce(max(p.part_number), 0) + 1 \
+                                from storage.s3_multipart_uploads_parts p where p.upload_id = $1)), \
+             $4, $5, $6, $7, adopted.key, $9 \
+         from adopted \
+         returning part_number, created_at \
      ), upload as ( \
          update storage.s3_multipart_uploads \
          set in_progress_size = $10, expires_at = now() + make_interval(secs => $11) \
          where id = $1 and exists (select 1 from part) \
      ) \
-     select created_at from part";
+     select part_number, created_at from part";
 
 const PART_SIZE: &str = "select size from storage.s3_multipart_uploads_parts \
      where upload_id = $1 and part_number = $2";
@@ -281,7 +285,6 @@ impl Storage {
             .ok_or(Error::NoSuchUpload)?;
         let current: i64 = locked.get(0);
         let declared: Option<i64> = locked.get(1);
-        let last: i32 = locked.get(2);
         if let Some(offset) = expected_offset {
             // Another client got there first.
             let current = current.max(0) as u64;
@@ -289,9 +292,10 @@ impl Storage {
                 return Err(offset_conflict(offset, current));
             }
         }
-        let (number, old) = match number {
-            Some(number) => (number, tx.query(REMOVE_PART, &[&upload.id, &number]).await?),
-            None => (check_part_number(last.max(0) as u32 + 1)?, Vec::new()),
+        // An appended part replaces nothing.
+        let old = match number {
+            Some(number) => tx.query(REMOVE_PART, &[&upload.id, &number]).await?,
+            None => Vec::new(),
         };
         let old_keys: Vec<String> = old.iter().map(|row| row.get(0)).collect();
         let old_size: i64 = old.iter().map(|row| row.get::<_, i64>(1)).sum();
@@ -334,7 +338,10 @@ impl Storage {
                 "the part's staged bytes expired before it was recorded; retry".into(),
             ));
         };
-        let created: DateTime<Utc> = recorded.get(0);
+        let number: i32 = recorded.get(0);
+        // An appended part past the last number: not committed, so nothing was recorded.
+        check_part_number(number.max(0) as u32)?;
+        let created: DateTime<Utc> = recorded.get(1);
         tx.commit().await?;
         Ok(PartInfo {
             part_number: number as u32,
