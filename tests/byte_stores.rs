@@ -61,6 +61,26 @@ async fn read(store: &dyn ByteStore, key: &str, range: Option<ByteRange>) -> Vec
     out
 }
 
+/// The two ways to write: `put` (atomic), and `put_staged` (for a key staged in the journal,
+/// which a store may write in place).
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    Put,
+    Staged,
+}
+
+async fn write(
+    store: &dyn ByteStore,
+    how: Write,
+    key: &str,
+    body: ByteStream,
+) -> Result<u64, StoreError> {
+    match how {
+        Write::Put => store.put(key, body).await,
+        Write::Staged => store.put_staged(key, body).await,
+    }
+}
+
 fn is_not_found<T>(result: &Result<T, StoreError>) -> bool {
     matches!(result, Err(StoreError::NotFound(_)))
 }
@@ -71,7 +91,7 @@ mod cases {
 
     /// Bodies of every interesting size come back byte for byte: empty, one byte, just over
     /// one 8 MiB part (a multipart upload on S3 with a 1-byte last part), 20 MiB in odd pieces.
-    pub async fn round_trips(store: &dyn ByteStore) {
+    pub async fn round_trips(store: &dyn ByteStore, how: Write) {
         for (len, chunk) in [
             (0, 1),
             (1, 1),
@@ -81,7 +101,9 @@ mod cases {
         ] {
             let key = new_key();
             let bytes = data(len, len as u64);
-            let written = store.put(&key, body(&bytes, chunk)).await.expect("put");
+            let written = write(store, how, &key, body(&bytes, chunk))
+                .await
+                .expect("put");
             assert_eq!(written, len as u64, "bytes counted for {len}");
             let back = read(store, &key, None).await;
             assert_eq!(back.len(), len);
@@ -164,10 +186,14 @@ mod cases {
 
     /// A body that fails half-way is a body error, and nothing of it stays: no key, no
     /// temporary file, no open multipart upload. Before the first part is full, and after.
-    pub async fn failed_bodies_leave_nothing(store: &dyn ByteStore, inspect: &TestStore) {
+    pub async fn failed_bodies_leave_nothing(
+        store: &dyn ByteStore,
+        inspect: &TestStore,
+        how: Write,
+    ) {
         for good in [MIB + 5, 12 * MIB] {
             let key = new_key();
-            let result = store.put(&key, failing_body(good)).await;
+            let result = write(store, how, &key, failing_body(good)).await;
             assert!(
                 matches!(result, Err(StoreError::Body(_))),
                 "after {good} bytes: {result:?}"
@@ -179,21 +205,26 @@ mod cases {
     }
 
     /// A write dropped half-way (the request was cancelled) leaves nothing either, once its
-    /// clean-up has run.
-    pub async fn abandoned_writes_leave_nothing(store: &dyn ByteStore, inspect: &TestStore) {
+    /// clean-up has run. (A staged write may be in place: then its partial bytes are under the
+    /// key until then.)
+    pub async fn abandoned_writes_leave_nothing(
+        store: &dyn ByteStore,
+        inspect: &TestStore,
+        how: Write,
+    ) {
         let key = new_key();
         let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(2);
         let stream: ByteStream =
             futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
                 .boxed();
-        let write = store.put(&key, stream);
+        let write = write(store, how, &key, stream);
         let feed = async {
             for i in 0..10 {
                 tx.send(Ok(Bytes::from(data(MIB, i)))).await.unwrap();
             }
             // Wait until the write has started storing (a temporary file, an open upload).
             let deadline = Instant::now() + Duration::from_secs(30);
-            while inspect.partial_writes().await == 0 {
+            while inspect.partial_writes().await + inspect.stored_keys().await == 0 {
                 assert!(Instant::now() < deadline, "the write never started");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -204,7 +235,7 @@ mod cases {
         }
         // Generous: under load, a single-process S3 emulator answers slowly.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while inspect.partial_writes().await > 0 {
+        while inspect.partial_writes().await + inspect.stored_keys().await > 0 {
             assert!(
                 Instant::now() < deadline,
                 "an abandoned write stayed behind"
@@ -269,7 +300,12 @@ macro_rules! conformance {
 
             #[tokio::test]
             async fn round_trips() {
-                cases::round_trips(&*store().await.0).await;
+                cases::round_trips(&*store().await.0, Write::Put).await;
+            }
+
+            #[tokio::test]
+            async fn staged_round_trips() {
+                cases::round_trips(&*store().await.0, Write::Staged).await;
             }
 
             #[tokio::test]
@@ -300,13 +336,25 @@ macro_rules! conformance {
             #[tokio::test]
             async fn failed_bodies_leave_nothing() {
                 let (store, inspect, _db) = store().await;
-                cases::failed_bodies_leave_nothing(&*store, &inspect).await;
+                cases::failed_bodies_leave_nothing(&*store, &inspect, Write::Put).await;
+            }
+
+            #[tokio::test]
+            async fn staged_failed_bodies_leave_nothing() {
+                let (store, inspect, _db) = store().await;
+                cases::failed_bodies_leave_nothing(&*store, &inspect, Write::Staged).await;
             }
 
             #[tokio::test]
             async fn abandoned_writes_leave_nothing() {
                 let (store, inspect, _db) = store().await;
-                cases::abandoned_writes_leave_nothing(&*store, &inspect).await;
+                cases::abandoned_writes_leave_nothing(&*store, &inspect, Write::Put).await;
+            }
+
+            #[tokio::test]
+            async fn staged_abandoned_writes_leave_nothing() {
+                let (store, inspect, _db) = store().await;
+                cases::abandoned_writes_leave_nothing(&*store, &inspect, Write::Staged).await;
             }
 
             #[tokio::test]
@@ -344,6 +392,8 @@ async fn fs_bytes_are_private() {
     store.put(&key, body(b"secret", 3)).await.unwrap();
     let copy = new_key();
     store.copy(&key, &copy).await.unwrap();
+    let staged = new_key();
+    store.put_staged(&staged, body(b"part", 3)).await.unwrap();
 
     let file = root
         .join("objects")
@@ -356,10 +406,13 @@ async fn fs_bytes_are_private() {
     }
     let copied = root.join("objects").join(&copy[0..2]).join(&copy[2..4]);
     dirs.push(copied.clone());
+    let staged_dir = root.join("objects").join(&staged[0..2]).join(&staged[2..4]);
+    dirs.push(staged_dir.clone());
+    dirs.push(root.join("objects").join(&staged[0..2]));
     for dir in &dirs {
         assert_eq!(mode(dir), 0o700, "{} is not private", dir.display());
     }
-    for file in [file, copied.join(&copy)] {
+    for file in [file, copied.join(&copy), staged_dir.join(&staged)] {
         assert_eq!(mode(&file), 0o600, "{} is not private", file.display());
     }
     let _ = std::fs::remove_dir_all(&root);

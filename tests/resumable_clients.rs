@@ -233,6 +233,58 @@ async fn assert_clean(db: &TestDb) {
     assert_eq!(uploads, 0, "every upload completed");
 }
 
+/// What a killed server left of an upload: the offset HEAD reports is the sum of the recorded
+/// parts, each of them whole in the store (a 204 meant durable bytes), and every key holding
+/// bytes is a recorded part's or one staged in the journal (the PATCH cut short wrote under
+/// its staged key, which the collector frees).
+async fn assert_durable_and_journaled(db: &TestDb, store: &TestStore) {
+    let client = db.admin_client().await;
+    let offset: i64 = client
+        .query_one(
+            "select in_progress_size from storage.s3_multipart_uploads",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let parts: Vec<(String, i64)> = client
+        .query(
+            "select version, size from storage.s3_multipart_uploads_parts",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(parts.iter().map(|(_, size)| size).sum::<i64>(), offset);
+    let bytes = store.open().await;
+    for (key, size) in &parts {
+        let mut stream = bytes.get(key, None).await.expect("a recorded part's bytes");
+        let mut read = 0;
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            read += chunk.expect("reading a part").len() as i64;
+        }
+        assert_eq!(read, *size, "part {key} is whole");
+    }
+    let staged: Vec<String> = client
+        .query(
+            "select key from storage.byte_journal where state = 'staged'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for key in store.stored_key_names().await {
+        assert!(
+            parts.iter().any(|(part, _)| *part == key) || staged.contains(&key),
+            "{key} holds bytes that neither a part nor the journal knows"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tus_js_client_across_two_servers_and_a_cut_connection() {
     let (db, store) = database().await;
@@ -285,6 +337,7 @@ async fn tus_js_client_resumes_after_its_server_is_killed() {
         .unwrap()
         .get(0);
     assert!(left < 50 * 1024 * 1024, "killed before the upload finished");
+    assert_durable_and_journaled(&db, &store).await;
     let server = Server::start(&db, &store, port).await;
     finish("tus-js-client big, killed", child).await;
     assert_clean(&db).await;

@@ -1,24 +1,41 @@
 //! The local-disk store: `objects/<k0k1>/<k2k3>/<key>` under a root directory. The two fan-out
 //! levels (65,536 directories) keep every directory small even with many millions of objects.
 //! Writes go to `tmp/`, are fsynced, then renamed into place (and the directory fsynced), so a
-//! key either holds its complete bytes or does not exist.
+//! key either holds its complete bytes or does not exist. A staged key (a part) is written in
+//! place instead, its directory entry made durable while the bytes stream (see
+//! [`ByteStore::put_staged`]).
+//!
+//! While a body streams, the kernel is asked to start writing back every few MiB
+//! (`sync_file_range`), so the final `fdatasync` that makes the write durable has little left to
+//! wait for: a request that answers only once its bytes are durable does not pay for the whole
+//! write-back after its last byte arrived.
 //!
 //! Bytes are private to the server's user: directories are 0700 and files 0600, so no other
 //! local account reads an object around the policies.
 
-use std::io::{self, SeekFrom};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{self, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::fs::{self, File};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::io::ReaderStream;
 
 use super::{ByteRange, ByteStore, ByteStream, StoreError, check_key};
 
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Bytes written between two requests to the kernel to start writing them back.
+const WRITEBACK_EVERY: u64 = 2 * 1024 * 1024;
+
+/// Body chunks queued for the writing thread (a few hundred KiB at most each).
+const QUEUED_CHUNKS: usize = 8;
 
 /// Modes of everything the store creates: only the server's own user may read or list it.
 const DIR_MODE: u32 = 0o700;
@@ -62,10 +79,116 @@ impl FsStore {
     }
 }
 
-/// Removes a temporary file unless the write completed (also when the future is dropped).
-struct TempFile(Option<PathBuf>);
+fn unavailable(context: &str, error: io::Error) -> StoreError {
+    StoreError::Unavailable(format!("{context}: {error}"))
+}
 
-impl Drop for TempFile {
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A blocking task's result, a panic or cancellation read as the store failing.
+async fn joined<T>(task: JoinHandle<Result<T, StoreError>>) -> Result<T, StoreError> {
+    task.await
+        .map_err(|e| StoreError::Unavailable(format!("a file task failed: {e}")))?
+}
+
+/// Creates `path` for writing, new and private.
+fn create_file(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
+/// Asks the kernel to start writing back `len` bytes of `file` from `offset`, without waiting.
+/// Only a hint: the final `fdatasync` is what makes the bytes durable.
+fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open for as
+    // long as `file` is borrowed.
+    let result = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if result != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "sync_file_range failed; fdatasync will do it all");
+    }
+}
+
+/// What the streaming side hands the writing thread.
+enum Feed {
+    Chunk(Bytes),
+    /// Every chunk was sent: make the file durable.
+    End,
+}
+
+/// Streams `body` into the new file `file` (at `path`) on a blocking thread, starting writeback
+/// as it goes, and makes it durable with `fdatasync`. On any failure, and when the returned
+/// future is dropped before the body ends, the file is removed.
+async fn write_file(
+    file: std::fs::File,
+    path: PathBuf,
+    mut body: ByteStream,
+) -> Result<u64, StoreError> {
+    let (feed, mut chunks) = mpsc::channel::<Feed>(QUEUED_CHUNKS);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        let result = (|| {
+            let mut written = 0u64;
+            let mut unsynced_from = 0u64;
+            loop {
+                match chunks.blocking_recv() {
+                    Some(Feed::Chunk(chunk)) => {
+                        file.write_all(&chunk)
+                            .map_err(|e| unavailable("writing", e))?;
+                        written += chunk.len() as u64;
+                        if written - unsynced_from >= WRITEBACK_EVERY {
+                            start_writeback(&file, unsynced_from, written - unsynced_from);
+                            unsynced_from = written;
+                        }
+                    }
+                    Some(Feed::End) => {
+                        file.sync_data().map_err(|e| unavailable("syncing", e))?;
+                        return Ok(written);
+                    }
+                    // The streaming side gave up (the body failed, or its request went away).
+                    None => {
+                        return Err(StoreError::Unavailable("the write was abandoned".into()));
+                    }
+                }
+            }
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        result
+    });
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => {
+                if feed.send(Feed::Chunk(chunk)).await.is_err() {
+                    // The writer stopped on an error of its own: that is the answer.
+                    break;
+                }
+            }
+            Err(error) => {
+                drop(feed);
+                let _ = joined(writer).await;
+                return Err(StoreError::Body(error));
+            }
+        }
+    }
+    let _ = feed.send(Feed::End).await;
+    joined(writer).await
+}
+
+/// Removes `path` unless the write completed (also when the future is dropped).
+struct RemoveUnlessDone(Option<PathBuf>);
+
+impl Drop for RemoveUnlessDone {
     fn drop(&mut self) {
         if let Some(path) = self.0.take() {
             let _ = std::fs::remove_file(path);
@@ -73,12 +196,37 @@ impl Drop for TempFile {
     }
 }
 
-fn unavailable(context: &str, error: io::Error) -> StoreError {
-    StoreError::Unavailable(format!("{context}: {error}"))
-}
-
-async fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir).await?.sync_all().await
+/// Creates the directories of `path` that are missing and the file itself; returns the file
+/// and the directories whose entries must be synced for it to survive a crash (its own, and
+/// the parent of each directory created).
+fn create_in_place(
+    objects: &Path,
+    path: &Path,
+) -> Result<(std::fs::File, Vec<PathBuf>), StoreError> {
+    let dir = path.parent().unwrap_or(objects).to_path_buf();
+    let mut to_sync = vec![dir.clone()];
+    let mut missing = Vec::new();
+    let mut cursor = dir.as_path();
+    while cursor != objects && !cursor.is_dir() {
+        missing.push(cursor.to_path_buf());
+        match cursor.parent() {
+            Some(parent) => cursor = parent,
+            None => break,
+        }
+    }
+    for created in missing.iter().rev() {
+        match std::fs::DirBuilder::new().mode(DIR_MODE).create(created) {
+            Ok(()) => {}
+            // Another write made it meanwhile: its entry is synced below all the same.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(unavailable("creating a directory", e)),
+        }
+        if let Some(parent) = created.parent() {
+            to_sync.push(parent.to_path_buf());
+        }
+    }
+    let file = create_file(path).map_err(|e| unavailable("creating the file", e))?;
+    Ok((file, to_sync))
 }
 
 #[async_trait]
@@ -87,32 +235,19 @@ impl ByteStore for FsStore {
         "fs"
     }
 
-    async fn put(&self, key: &str, mut body: ByteStream) -> Result<u64, StoreError> {
+    async fn put(&self, key: &str, body: ByteStream) -> Result<u64, StoreError> {
         let target = self.path(key)?;
         let temp_path = self
             .root
             .join("tmp")
             .join(format!("{key}.{}", uuid::Uuid::new_v4().simple()));
-        let mut temp = TempFile(Some(temp_path.clone()));
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&temp_path)
-            .await
-            .map_err(|e| unavailable("creating a temporary file", e))?;
-        let mut written = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(StoreError::Body)?;
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| unavailable("writing", e))?;
-            written += chunk.len() as u64;
-        }
-        file.sync_all()
-            .await
-            .map_err(|e| unavailable("syncing", e))?;
-        drop(file);
+        let path = temp_path.clone();
+        let file = joined(tokio::task::spawn_blocking(move || {
+            create_file(&path).map_err(|e| unavailable("creating a temporary file", e))
+        }))
+        .await?;
+        let mut temp = RemoveUnlessDone(Some(temp_path.clone()));
+        let written = write_file(file, temp_path.clone(), body).await?;
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
         create_private_dirs(&dir)
             .await
@@ -121,9 +256,34 @@ impl ByteStore for FsStore {
             .await
             .map_err(|e| unavailable("renaming into place", e))?;
         temp.0 = None;
-        sync_dir(&dir)
-            .await
-            .map_err(|e| unavailable("syncing a directory", e))?;
+        joined(tokio::task::spawn_blocking(move || {
+            sync_dir(&dir).map_err(|e| unavailable("syncing a directory", e))
+        }))
+        .await?;
+        Ok(written)
+    }
+
+    /// In place: the file is created under its key at once and its directory entries are
+    /// synced while the bytes stream, so that once the last byte is in, only the file's own
+    /// `fdatasync` stands between it and the answer.
+    async fn put_staged(&self, key: &str, body: ByteStream) -> Result<u64, StoreError> {
+        let path = self.path(key)?;
+        let objects = self.root.join("objects");
+        let at = path.clone();
+        let (file, dirs) = joined(tokio::task::spawn_blocking(move || {
+            create_in_place(&objects, &at)
+        }))
+        .await?;
+        let mut partial = RemoveUnlessDone(Some(path.clone()));
+        let dirs_synced = tokio::task::spawn_blocking(move || {
+            for dir in &dirs {
+                sync_dir(dir).map_err(|e| unavailable("syncing a directory", e))?;
+            }
+            Ok(())
+        });
+        let written = write_file(file, path, body).await?;
+        joined(dirs_synced).await?;
+        partial.0 = None;
         Ok(written)
     }
 
@@ -163,9 +323,10 @@ impl ByteStore for FsStore {
             }
             Err(e) => return Err(unavailable("linking", e)),
         }
-        sync_dir(&dir)
-            .await
-            .map_err(|e| unavailable("syncing a directory", e))
+        joined(tokio::task::spawn_blocking(move || {
+            sync_dir(&dir).map_err(|e| unavailable("syncing a directory", e))
+        }))
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {

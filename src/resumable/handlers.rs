@@ -175,16 +175,7 @@ async fn create_upload(
     let mut offset = 0;
     if with_upload {
         let content_length = protocol::number(&parts.headers, "content-length")?;
-        offset = append(
-            &state,
-            &access.caller,
-            &upload,
-            0,
-            body,
-            content_length,
-            checksum,
-        )
-        .await?;
+        offset = append(&state, &upload, 0, body, content_length, checksum).await?;
     }
     let mut answer = response(StatusCode::CREATED)
         .header(
@@ -219,7 +210,6 @@ fn location(parts: &Parts, bucket: &str, name: &str, upload_id: &str) -> String 
 /// body adds nothing.
 async fn append(
     state: &AppState,
-    caller: &Caller,
     upload: &MultipartUpload,
     offset: u64,
     body: Body,
@@ -242,7 +232,7 @@ async fn append(
     };
     match state
         .storage
-        .append_part(caller, &upload.id, offset, body, content_length)
+        .append_part_to(upload, offset, body, content_length)
         .await
     {
         Ok(part) => Ok(offset + part.size),
@@ -275,7 +265,7 @@ async fn complete(
         let empty = futures::stream::empty().boxed();
         state
             .storage
-            .append_part(caller, &upload.id, 0, empty, Some(0))
+            .append_part_to(upload, 0, empty, Some(0))
             .await?;
     }
     state
@@ -474,16 +464,7 @@ async fn patch_upload(
     }
     let content_length = protocol::number(headers, "content-length")?;
     let checksum = checksum::expected(headers)?;
-    let offset = append(
-        &state,
-        &access.caller,
-        &upload,
-        offset,
-        body,
-        content_length,
-        checksum,
-    )
-    .await?;
+    let offset = append(&state, &upload, offset, body, content_length, checksum).await?;
     let mut answer = response(StatusCode::NO_CONTENT).header("upload-offset", offset);
     if upload.declared_length == Some(offset) {
         complete(&state, &access.caller, &upload, offset).await?;

@@ -2,13 +2,21 @@
 //! written; the part's row then takes the key out of the journal in the transaction that records
 //! it. A part uploaded again replaces the earlier one, whose key is released (freed after the
 //! grace period).
+//!
+//! A part is answered only once its bytes are durable and its row committed, so the time after
+//! its last byte is what a client that sends one part at a time (TUS) idles for on every part:
+//! the store writes a staged key in place and starts its writeback while it streams
+//! ([`ByteStore::put_staged`](crate::bytes::ByteStore::put_staged)), and an appended part is
+//! recorded in three round trips and one commit.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use super::{MAX_PART_NUMBER, MultipartUpload};
 use crate::bytes::{ByteRange, ByteStream, new_key};
 use crate::core::meter::{self, Measured};
-use crate::core::objects::too_large;
+use crate::core::objects::{store_error, too_large};
 use crate::core::{Caller, Error, Operation, Storage};
 
 /// A stored part.
@@ -56,24 +64,34 @@ const RELEASE_KEYS: &str = "insert into storage.byte_journal (key, state) \
      select unnest($1::text[]), 'released' \
      on conflict (key) do nothing";
 
-/// The part's row now references the key: it leaves the journal.
-const ADOPT_PART_KEY: &str = "delete from storage.byte_journal where key = $1 and state = 'staged'";
-
-const INSERT_PART: &str = "insert into storage.s3_multipart_uploads_parts \
-         (upload_id, size, part_number, bucket_id, key, etag, owner_id, version, sha256) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-     returning created_at";
-
-/// The upload's running size; every part renews its expiry.
-const UPDATE_UPLOAD: &str = "update storage.s3_multipart_uploads \
-     set in_progress_size = $2, expires_at = now() + make_interval(secs => $3) \
-     where id = $1";
+/// Records a part in one statement, run once the upload is locked: its key leaves the journal
+/// (the part's row references it now), the row is inserted as part `$3`, or (null) as the part
+/// after the last, and the upload's running size (`$10`) is set, every part renewing its expiry
+/// (`$11` seconds). No row comes back when the key was no longer staged (its lease ran out and
+/// the collector took it): then nothing else happens either. The last part number is read here,
+/// not with the lock: this statement's snapshot is taken under the lock, so it sees every part
+/// recorded before.
+const RECORD_PART: &str = "with adopted as ( \
+         delete from storage.byte_journal where key = $8 and state = 'staged' \
+         returning key \
+     ), part as ( \
+         insert into storage.s3_multipart_uploads_parts \
+             (upload_id, size, part_number, bucket_id, key, etag, owner_id, version, sha256) \
+         select $1, $2, \
+             coalesce($3::int, (select coalesce(max(p.part_number), 0) + 1 \
+                                from storage.s3_multipart_uploads_parts p where p.upload_id = $1)), \
+             $4, $5, $6, $7, adopted.key, $9 \
+         from adopted \
+         returning part_number, created_at \
+     ), upload as ( \
+         update storage.s3_multipart_uploads \
+         set in_progress_size = $10, expires_at = now() + make_interval(secs => $11) \
+         where id = $1 and exists (select 1 from part) \
+     ) \
+     select part_number, created_at from part";
 
 const PART_SIZE: &str = "select size from storage.s3_multipart_uploads_parts \
      where upload_id = $1 and part_number = $2";
-
-const LAST_PART_NUMBER: &str = "select coalesce(max(part_number), 0) \
-     from storage.s3_multipart_uploads_parts where upload_id = $1";
 
 const LIST_PARTS: &str = "select part_number, etag, size, sha256, checksum, created_at \
      from storage.s3_multipart_uploads_parts \
@@ -130,7 +148,7 @@ impl Storage {
     ) -> Result<PartInfo, Error> {
         let number = check_part_number(part_number)?;
         let upload = self.multipart_upload(caller, upload_id).await?;
-        self.write_part(upload, number, None, body, declared_length)
+        self.write_part(upload, Some(number), None, body, declared_length)
             .await
     }
 
@@ -147,17 +165,24 @@ impl Storage {
         declared_length: Option<u64>,
     ) -> Result<PartInfo, Error> {
         let upload = self.multipart_upload(caller, upload_id).await?;
+        self.append_part_to(&upload, offset, body, declared_length)
+            .await
+    }
+
+    /// [`Storage::append_part`] to an upload the front has just looked up for the caller with
+    /// [`Storage::multipart_upload`] (a TUS PATCH checks its offset first), saving a second
+    /// look-up on every part.
+    pub async fn append_part_to(
+        &self,
+        upload: &MultipartUpload,
+        offset: u64,
+        body: ByteStream,
+        declared_length: Option<u64>,
+    ) -> Result<PartInfo, Error> {
         if upload.size != offset {
             return Err(offset_conflict(offset, upload.size));
         }
-        let next: i32 = {
-            let conn = self.db.admin().await?;
-            conn.query_one(LAST_PART_NUMBER, &[&upload_id])
-                .await?
-                .get(0)
-        };
-        let number = check_part_number(next as u32 + 1)?;
-        self.write_part(upload, number, Some(offset), body, declared_length)
+        self.write_part(upload.clone(), None, Some(offset), body, declared_length)
             .await
     }
 
@@ -187,15 +212,16 @@ impl Storage {
         }
         let length = source.range.map_or(size, |r| r.len());
         let body = self.read(&row, source.range).await?;
-        self.write_part(upload, number, None, body, Some(length))
+        self.write_part(upload, Some(number), None, body, Some(length))
             .await
     }
 
-    /// Streams a part under a fresh staged key and records it.
+    /// Streams a part under a fresh staged key and records it, as part `number`, or (`None`)
+    /// appended after the last one.
     async fn write_part(
         &self,
         upload: MultipartUpload,
-        number: i32,
+        number: Option<i32>,
         expected_offset: Option<u64>,
         body: ByteStream,
         declared_length: Option<u64>,
@@ -203,10 +229,15 @@ impl Storage {
         let upload_id = upload.id.as_str();
         let target = self.write_target(&upload.bucket, &upload.name).await?;
         let limit = self.effective_limit(&target);
-        let replaced = {
-            let conn = self.db.admin().await?;
-            let row = conn.query_opt(PART_SIZE, &[&upload_id, &number]).await?;
-            row.map_or(0, |row| row.get::<_, i64>(0)).max(0) as u64
+        // An appended part replaces nothing.
+        let replaced = match number {
+            Some(number) => {
+                let conn = self.db.admin().await?;
+                let statement = conn.prepare_cached(PART_SIZE).await?;
+                let row = conn.query_opt(&statement, &[&upload_id, &number]).await?;
+                row.map_or(0, |row| row.get::<_, i64>(0)).max(0) as u64
+            }
+            None => 0,
         };
         // What the other parts leave of the limit: exact unless parts arrive concurrently,
         // which the recording transaction checks again.
@@ -222,7 +253,7 @@ impl Storage {
         let key = new_key();
         self.stage(&key).await?;
         let (body, meter) = meter::metered(body, room, self.limits.pace());
-        if let Err(error) = self.stream_into(&key, body).await {
+        if let Err(error) = self.stream_part(&key, body).await {
             self.discard_after(&key, &error).await;
             return Err(self.body_error(&meter, error));
         }
@@ -239,12 +270,33 @@ impl Storage {
         }
     }
 
+    /// Writes a part's bytes under its staged `key` (in place: nothing reads a part before
+    /// its row exists), renewing the key's lease while they flow.
+    async fn stream_part(&self, key: &str, body: ByteStream) -> Result<u64, Error> {
+        let lease = self.limits.upload_lease;
+        let renew = async {
+            let period = (lease / 3).max(Duration::from_millis(200));
+            loop {
+                tokio::time::sleep(period).await;
+                if let Err(error) = self.renew_lease(key).await {
+                    tracing::warn!(key, %error, "could not renew a part's lease");
+                }
+            }
+        };
+        tokio::select! {
+            written = self.bytes.put_staged(key, body) => written.map_err(store_error),
+            () = renew => unreachable!("the renewal loop never ends"),
+        }
+    }
+
     /// Records a written part in one transaction: the upload is locked, an earlier part with
-    /// the same number released, the new key adopted from the journal.
+    /// the same number released, the new key adopted from the journal. An appended part
+    /// (`number` `None`) takes the number after the last, and only if the upload is still at
+    /// `expected_offset`.
     async fn record_part(
         &self,
         upload: &MultipartUpload,
-        number: i32,
+        number: Option<i32>,
         expected_offset: Option<u64>,
         key: &str,
         measured: &Measured,
@@ -257,14 +309,18 @@ impl Storage {
             .ok_or(Error::NoSuchUpload)?;
         let current: i64 = locked.get(0);
         let declared: Option<i64> = locked.get(1);
-        let old = tx.query(REMOVE_PART, &[&upload.id, &number]).await?;
         if let Some(offset) = expected_offset {
-            // An append never replaces: another client got there first.
+            // Another client got there first.
             let current = current.max(0) as u64;
-            if current != offset || !old.is_empty() {
+            if current != offset {
                 return Err(offset_conflict(offset, current));
             }
         }
+        // An appended part replaces nothing.
+        let old = match number {
+            Some(number) => tx.query(REMOVE_PART, &[&upload.id, &number]).await?,
+            None => Vec::new(),
+        };
         let old_keys: Vec<String> = old.iter().map(|row| row.get(0)).collect();
         let old_size: i64 = old.iter().map(|row| row.get::<_, i64>(1)).sum();
         if !old_keys.is_empty() {
@@ -280,16 +336,11 @@ impl Storage {
                 "the parts exceed the upload's declared length".into(),
             ));
         }
-        if tx.execute(ADOPT_PART_KEY, &[&key]).await? == 0 {
-            // The lease ran out and the collector took the key.
-            return Err(Error::Unavailable(
-                "the part's staged bytes expired before it was recorded; retry".into(),
-            ));
-        }
         let etag = format!("\"{}\"", measured.md5_hex);
-        let created: DateTime<Utc> = tx
-            .query_one(
-                INSERT_PART,
+        let expiry = self.limits.multipart_expiry.as_secs_f64();
+        let recorded = tx
+            .query_opt(
+                RECORD_PART,
                 &[
                     &upload.id,
                     &size,
@@ -300,13 +351,21 @@ impl Storage {
                     &upload.owner,
                     &key,
                     &measured.sha256_hex,
+                    &total,
+                    &expiry,
                 ],
             )
-            .await?
-            .get(0);
-        let expiry = self.limits.multipart_expiry.as_secs_f64();
-        tx.execute(UPDATE_UPLOAD, &[&upload.id, &total, &expiry])
             .await?;
+        let Some(recorded) = recorded else {
+            // The lease ran out and the collector took the key.
+            return Err(Error::Unavailable(
+                "the part's staged bytes expired before it was recorded; retry".into(),
+            ));
+        };
+        let number: i32 = recorded.get(0);
+        // An appended part past the last number: not committed, so nothing was recorded.
+        check_part_number(number.max(0) as u32)?;
+        let created: DateTime<Utc> = recorded.get(1);
         tx.commit().await?;
         Ok(PartInfo {
             part_number: number as u32,

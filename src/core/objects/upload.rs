@@ -250,7 +250,7 @@ impl Storage {
         }
     }
 
-    async fn renew_lease(&self, key: &str) -> Result<(), Error> {
+    pub(in crate::core) async fn renew_lease(&self, key: &str) -> Result<(), Error> {
         let conn = self.db.admin().await?;
         let statement = conn
             .prepare_cached(
