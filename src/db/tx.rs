@@ -25,8 +25,9 @@ pub struct TxSettings<'a> {
     pub allow_delete: bool,
 }
 
-/// The one statement that turns a pooled connection into the request's identity.
-const SET_IDENTITY: &str = "select set_config('role', $1, true), \
+/// The one statement that turns a pooled connection into the request's identity. Public so that
+/// `pgstorage bench-sql` can hand pgbench the very statement requests run.
+pub const SET_IDENTITY: &str = "select set_config('role', $1, true), \
      set_config('request.jwt.claims', $2, true), \
      set_config('request.jwt.claim.sub', $3, true), \
      set_config('request.jwt.claim.role', $1, true), \
@@ -72,6 +73,58 @@ impl Tx {
         // Pipelined: both messages leave in one write, so beginning costs one round trip.
         tokio::try_join!(conn.batch_execute("begin"), conn.query(&statement, &params))?;
         Ok(tx)
+    }
+
+    /// Runs `statements` as the request's identity in one transaction of its own, in ONE round
+    /// trip: `begin`, the identity, every statement and `commit` leave in one write, and the
+    /// answers come back together. Returns the rows of each statement.
+    ///
+    /// If a statement fails, those after it find the transaction aborted and the pipelined
+    /// `commit` ends it as a rollback; the first error is returned. The connection goes back to
+    /// the pool only when that `commit` was answered (the session is then idle, outside any
+    /// transaction); otherwise it is discarded.
+    pub(super) async fn once(
+        conn: Object,
+        settings: &TxSettings<'_>,
+        statements: &[(&str, &[&(dyn ToSql + Sync)])],
+    ) -> Result<Vec<Vec<Row>>, tokio_postgres::Error> {
+        let identity = conn.prepare_cached(SET_IDENTITY).await?;
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (sql, _) in statements {
+            prepared.push(conn.prepare_cached(sql).await?);
+        }
+        let allow_delete = if settings.allow_delete { "true" } else { "" };
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &settings.role,
+            &settings.claims,
+            &settings.sub,
+            &settings.operation,
+            &settings.method,
+            &settings.path,
+            &settings.headers,
+            &allow_delete,
+        ];
+        // Every future sends its messages when first polled, and `join!` polls them in order:
+        // the server receives begin, identity, statements, commit in that order.
+        let (begun, set, ran, committed) = tokio::join!(
+            conn.batch_execute("begin"),
+            conn.query(&identity, &params),
+            futures::future::join_all(
+                prepared
+                    .iter()
+                    .zip(statements)
+                    .map(|(statement, (_, params))| conn.query(statement, params))
+            ),
+            conn.batch_execute("commit"),
+        );
+        if committed.is_err() {
+            drop(Object::take(conn));
+        }
+        begun?;
+        set?;
+        let rows = ran.into_iter().collect::<Result<Vec<_>, _>>()?;
+        committed?;
+        Ok(rows)
     }
 
     /// A transaction on a privileged connection, for the server's own work (no identity is
