@@ -33,8 +33,16 @@ pub(super) fn validation(algorithm: Algorithm) -> Validation {
     validation.validate_exp = true;
     validation.validate_nbf = true;
     validation.validate_aud = false;
-    validation.leeway = 5;
+    validation.leeway = LEEWAY;
     validation
+}
+
+/// Seconds of clock skew allowed on `exp` and `nbf`.
+pub(super) const LEEWAY: u64 = 5;
+
+/// Whether `token`'s header names HS256, the algorithm of the server's own secret.
+pub(super) fn is_hs256(token: &str) -> bool {
+    header_alg_kid(token).is_some_and(|(alg, _)| alg == "HS256")
 }
 
 /// Why jsonwebtoken refused a token, in words for the client.
