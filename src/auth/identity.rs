@@ -1,8 +1,5 @@
 use serde_json::{Map, Value};
 
-use std::sync::Arc;
-
-use super::verified::VerifiedTokens;
 use super::{AuthError, JwtKeys};
 
 /// The database identity a request runs as: a role plus the JWT claims that `auth.uid()`,
@@ -53,8 +50,6 @@ impl Identity {
 pub struct Authenticator {
     keys: JwtKeys,
     allowed_roles: Vec<String>,
-    /// Tokens verified with the server's own secret (see [`VerifiedTokens`]).
-    verified: Arc<VerifiedTokens>,
 }
 
 impl Authenticator {
@@ -62,7 +57,6 @@ impl Authenticator {
         Self {
             keys,
             allowed_roles,
-            verified: Arc::default(),
         }
     }
 
@@ -77,18 +71,6 @@ impl Authenticator {
         let Some(token) = token else {
             return self.allow(Identity::anon());
         };
-        if let Some(identity) = self.verified.get(token) {
-            return Ok(identity);
-        }
-        let identity = self.identify_token(token)?;
-        if super::jwt::is_hs256(token) {
-            self.verified.put(token, &identity, super::jwt::LEEWAY);
-        }
-        Ok(identity)
-    }
-
-    /// [`Authenticator::identify`] without the cache.
-    fn identify_token(&self, token: &str) -> Result<Identity, AuthError> {
         let claims = self.keys.verify(token)?;
         if claims
             .iter()

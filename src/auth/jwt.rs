@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::AuthError;
 use super::jwks::JwkKeySet;
+use super::verified::VerifiedTokens;
 
 /// The `alg` and `kid` named by a token's header, if the header is readable.
 fn header_alg_kid(token: &str) -> Option<(String, Option<String>)> {
@@ -39,11 +40,6 @@ pub(super) fn validation(algorithm: Algorithm) -> Validation {
 
 /// Seconds of clock skew allowed on `exp` and `nbf`.
 pub(super) const LEEWAY: u64 = 5;
-
-/// Whether `token`'s header names HS256, the algorithm of the server's own secret.
-pub(super) fn is_hs256(token: &str) -> bool {
-    header_alg_kid(token).is_some_and(|(alg, _)| alg == "HS256")
-}
 
 /// Why jsonwebtoken refused a token, in words for the client.
 pub(super) fn refusal(error: &jsonwebtoken::errors::Error) -> AuthError {
@@ -80,6 +76,8 @@ pub struct JwtKeys {
     decoding: DecodingKey,
     validation: Validation,
     jwks: Option<Arc<JwkKeySet>>,
+    /// Tokens already verified with the secret (see [`VerifiedTokens`]).
+    verified: Arc<VerifiedTokens>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -95,6 +93,7 @@ impl JwtKeys {
             decoding: DecodingKey::from_secret(secret),
             validation: validation(Algorithm::HS256),
             jwks: None,
+            verified: Arc::default(),
         }
     }
 
@@ -134,6 +133,9 @@ impl JwtKeys {
     /// Verifies a token this server signed (HS256 with its secret), such as a signed URL's.
     /// JWKS keys are never consulted.
     pub fn verify_own(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
+        if let Some(claims) = self.verified.get(token) {
+            return Ok(claims);
+        }
         if let Some((alg, _)) = header_alg_kid(token)
             && alg != "HS256"
         {
@@ -141,10 +143,12 @@ impl JwtKeys {
                 "algorithm '{alg}' not allowed (only HS256)"
             )));
         }
-        match jsonwebtoken::decode::<Value>(token, &self.decoding, &self.validation) {
-            Ok(data) => claims_object(data.claims),
-            Err(error) => Err(refusal(&error)),
-        }
+        let claims = match jsonwebtoken::decode::<Value>(token, &self.decoding, &self.validation) {
+            Ok(data) => claims_object(data.claims)?,
+            Err(error) => return Err(refusal(&error)),
+        };
+        self.verified.put(token, &claims, LEEWAY);
+        Ok(claims)
     }
 
     /// Signs `claims` (an object), adding `iat` and, when `expires_in` is given, `exp`.

@@ -1,18 +1,19 @@
-//! Tokens already verified, so that a client sending the same token on every request pays for
-//! the signature check and the claims' parsing once.
+//! Tokens already verified, so that a client sending the same token on every request (an API
+//! key, a session token, a signed URL fetched again) pays for the signature check and the
+//! claims' parsing once.
 //!
 //! Only tokens signed with the server's own HS256 secret are kept (that key never changes while
 //! the process runs; keys from a JWKS may), and an entry is used only while the token's `exp`
-//! (with the same leeway as a full check) has not passed. A token is verified in full the first
-//! time and whenever it has fallen out of the cache, which is emptied when full.
+//! (with the same leeway as a full check) has not passed; its `nbf` had passed when it was
+//! verified. A token is verified in full the first time and whenever it has fallen out of the
+//! cache, which is emptied when full. Callers check the claims as they would after a full
+//! verification.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
-
-use super::Identity;
+use serde_json::{Map, Value};
 
 /// Distinct tokens kept at most (a few hundred bytes each).
 const CAPACITY: usize = 1024;
@@ -24,25 +25,25 @@ pub(super) struct VerifiedTokens {
 
 #[derive(Debug)]
 struct Entry {
-    identity: Identity,
+    claims: Map<String, Value>,
     /// Last second (Unix time) at which the token is still valid; `None` without `exp`.
     valid_until: Option<u64>,
 }
 
 impl VerifiedTokens {
-    /// The identity `token` was found to carry, if it is cached and not expired.
-    pub(super) fn get(&self, token: &str) -> Option<Identity> {
+    /// The claims `token` was found to carry, if it is cached and not expired.
+    pub(super) fn get(&self, token: &str) -> Option<Map<String, Value>> {
         let entries = self.entries.lock().ok()?;
         let entry = entries.get(token)?;
         match entry.valid_until {
             Some(until) if now() > until => None,
-            _ => Some(entry.identity.clone()),
+            _ => Some(entry.claims.clone()),
         }
     }
 
-    /// Keeps `identity`, which `token` (verified with the server's own secret) carries.
-    pub(super) fn put(&self, token: &str, identity: &Identity, leeway: u64) {
-        let valid_until = match identity.claims.get("exp") {
+    /// Keeps `claims`, which `token` (verified with the server's own secret) carries.
+    pub(super) fn put(&self, token: &str, claims: &Map<String, Value>, leeway: u64) {
+        let valid_until = match claims.get("exp") {
             None => None,
             Some(Value::Number(exp)) => match exp.as_u64() {
                 Some(exp) => Some(exp.saturating_add(leeway)),
@@ -60,7 +61,7 @@ impl VerifiedTokens {
         entries.insert(
             token.into(),
             Entry {
-                identity: identity.clone(),
+                claims: claims.clone(),
                 valid_until,
             },
         );
@@ -77,12 +78,13 @@ fn now() -> u64 {
 mod tests {
     use super::*;
 
-    fn identity(exp: Option<u64>) -> Identity {
-        let mut identity = Identity::anon();
+    fn identity(exp: Option<u64>) -> Map<String, Value> {
+        let mut claims = Map::new();
+        claims.insert("role".into(), "anon".into());
         if let Some(exp) = exp {
-            identity.claims.insert("exp".into(), exp.into());
+            claims.insert("exp".into(), exp.into());
         }
-        identity
+        claims
     }
 
     #[test]
