@@ -46,6 +46,47 @@ pub enum Command {
     /// Test and list the Row Level Security policies on the storage tables.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print a pgbench script of the statements a request runs (used by bench/ceilings).
+    #[command(name = "bench-sql", hide = true)]
+    BenchSql(BenchSqlArgs),
+}
+
+/// Which request's transactions `bench-sql` prints.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum BenchRequest {
+    /// A download: identity and the row's select, one transaction.
+    Get,
+    /// What an upload to a new key runs in the database: the checked staging, then the row.
+    Upload,
+    /// The insert of one row under the caller's policies (its key staged), one commit.
+    Insert,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchSqlArgs {
+    pub request: BenchRequest,
+    /// The caller's role.
+    #[arg(long, default_value = "authenticated")]
+    pub role: String,
+    /// The caller's `sub` (also the owner of uploaded rows).
+    #[arg(long, default_value = "")]
+    pub sub: String,
+    /// The caller's claims as JSON (what `auth.jwt()` returns).
+    #[arg(long, default_value = "{}")]
+    pub claims: String,
+    /// The request headers as JSON, as the server passes them.
+    #[arg(long, default_value = "{}")]
+    pub headers: String,
+    /// The request path as the server passes it (`{name}` is replaced by the object's name).
+    #[arg(long, default_value = "/object/authenticated/{bucket}/{name}")]
+    pub path: String,
+    #[arg(long, default_value = "bench")]
+    pub bucket: String,
+    /// Names are `<prefix><n>.bin`; a GET picks n in 1..=objects.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    #[arg(long, default_value_t = 1000)]
+    pub objects: u32,
 }
 
 /// Where the data lives: the data directory and, optionally, an external database.

@@ -154,6 +154,26 @@ mod tests {
     }
 
     #[test]
+    fn a_token_seen_before_gives_the_same_identity() {
+        let a = auth();
+        let token = a
+            .keys()
+            .mint(
+                "authenticated",
+                Some("user-1"),
+                Some(std::time::Duration::from_secs(60)),
+                Map::new(),
+            )
+            .unwrap();
+        let first = a.identify(Some(&token)).unwrap();
+        let second = a.identify(Some(&token)).unwrap();
+        assert_eq!(first, second);
+        // Tampering with the cached token's signature is still caught.
+        let forged = &token[..token.len() - 2];
+        assert!(a.identify(Some(forged)).is_err());
+    }
+
+    #[test]
     fn forbidden_role_is_refused() {
         let a = auth();
         let token = a.keys().mint("postgres", None, None, Map::new()).unwrap();

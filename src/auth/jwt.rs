@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::AuthError;
 use super::jwks::JwkKeySet;
+use super::verified::VerifiedTokens;
 
 /// The `alg` and `kid` named by a token's header, if the header is readable.
 fn header_alg_kid(token: &str) -> Option<(String, Option<String>)> {
@@ -33,9 +34,12 @@ pub(super) fn validation(algorithm: Algorithm) -> Validation {
     validation.validate_exp = true;
     validation.validate_nbf = true;
     validation.validate_aud = false;
-    validation.leeway = 5;
+    validation.leeway = LEEWAY;
     validation
 }
+
+/// Seconds of clock skew allowed on `exp` and `nbf`.
+pub(super) const LEEWAY: u64 = 5;
 
 /// Why jsonwebtoken refused a token, in words for the client.
 pub(super) fn refusal(error: &jsonwebtoken::errors::Error) -> AuthError {
@@ -75,6 +79,8 @@ pub struct JwtKeys {
     /// The key the database signs download URLs with (see [`JwtKeys::database_signing_key`]).
     database_key: Arc<Vec<u8>>,
     database_decoding: DecodingKey,
+    /// Tokens already verified with the secret (see [`VerifiedTokens`]).
+    verified: Arc<VerifiedTokens>,
 }
 
 /// Binds the database's signing key to that one use (as `sealed` does for its key).
@@ -109,6 +115,7 @@ impl JwtKeys {
             jwks: None,
             database_key: Arc::new(derived.as_ref().to_vec()),
             database_decoding: DecodingKey::from_secret(derived.as_ref()),
+            verified: Arc::default(),
         }
     }
 
@@ -177,6 +184,9 @@ impl JwtKeys {
     /// Verifies a token this server signed (HS256 with its secret), such as a signed URL's.
     /// JWKS keys are never consulted.
     pub fn verify_own(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
+        if let Some(claims) = self.verified.get(token) {
+            return Ok(claims);
+        }
         if let Some((alg, _)) = header_alg_kid(token)
             && alg != "HS256"
         {
@@ -184,10 +194,12 @@ impl JwtKeys {
                 "algorithm '{alg}' not allowed (only HS256)"
             )));
         }
-        match jsonwebtoken::decode::<Value>(token, &self.decoding, &self.validation) {
-            Ok(data) => claims_object(data.claims),
-            Err(error) => Err(refusal(&error)),
-        }
+        let claims = match jsonwebtoken::decode::<Value>(token, &self.decoding, &self.validation) {
+            Ok(data) => claims_object(data.claims)?,
+            Err(error) => return Err(refusal(&error)),
+        };
+        self.verified.put(token, &claims, LEEWAY);
+        Ok(claims)
     }
 
     /// Signs `claims` (an object), adding `iat` and, when `expires_in` is given, `exp`.

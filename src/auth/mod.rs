@@ -6,6 +6,7 @@ mod jwt;
 pub mod sealed;
 pub mod secret;
 pub mod signed_url;
+mod verified;
 
 pub use identity::{Authenticator, Identity};
 pub use jwks::JwkKeySet;

@@ -175,6 +175,19 @@ impl Storage {
         Ok(self.db.begin_upload(&settings).await?)
     }
 
+    /// Runs `statements` as the caller in one transaction begun and committed in the same round
+    /// trip (see [`Database::once`]).
+    pub(crate) async fn once(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        statements: &[(&str, &[&(dyn tokio_postgres::types::ToSql + Sync)])],
+    ) -> Result<Vec<Vec<tokio_postgres::Row>>, crate::db::DbError> {
+        let (claims, sub) = identity_settings(caller);
+        let settings = tx_settings(caller, operation, &claims, &sub, false);
+        self.db.once(&settings, statements).await
+    }
+
     async fn begin_with(
         &self,
         caller: &Caller,

@@ -1,6 +1,7 @@
 use deadpool_postgres::Object;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 /// What a request's transaction runs as. Set in one statement at the start of the transaction
@@ -25,8 +26,9 @@ pub struct TxSettings<'a> {
     pub allow_delete: bool,
 }
 
-/// The one statement that turns a pooled connection into the request's identity.
-const SET_IDENTITY: &str = "select set_config('role', $1, true), \
+/// The one statement that turns a pooled connection into the request's identity. Public so that
+/// `pgstorage bench-sql` can hand pgbench the very statement requests run.
+pub const SET_IDENTITY: &str = "select set_config('role', $1, true), \
      set_config('request.jwt.claims', $2, true), \
      set_config('request.jwt.claim.sub', $3, true), \
      set_config('request.jwt.claim.role', $1, true), \
@@ -54,16 +56,7 @@ impl Tx {
     ) -> Result<Self, tokio_postgres::Error> {
         let statement = conn.prepare_cached(SET_IDENTITY).await?;
         let allow_delete = if settings.allow_delete { "true" } else { "" };
-        let params: [&(dyn ToSql + Sync); 8] = [
-            &settings.role,
-            &settings.claims,
-            &settings.sub,
-            &settings.operation,
-            &settings.method,
-            &settings.path,
-            &settings.headers,
-            &allow_delete,
-        ];
+        let params = identity_params(settings, &allow_delete);
         let tx = Self {
             conn: Some(conn),
             slot: None,
@@ -72,6 +65,89 @@ impl Tx {
         // Pipelined: both messages leave in one write, so beginning costs one round trip.
         tokio::try_join!(conn.batch_execute("begin"), conn.query(&statement, &params))?;
         Ok(tx)
+    }
+
+    /// Runs `statements` as the request's identity in one transaction of its own, in ONE round
+    /// trip: `begin`, the identity, every statement and `commit` leave in one write, and the
+    /// answers come back together. Returns the rows of each statement (none for a statement
+    /// without parameters, which goes as a simple query).
+    ///
+    /// If a statement fails, those after it find the transaction aborted and the pipelined
+    /// `commit` ends it as a rollback; the first error is returned. The connection goes back to
+    /// the pool only when that `commit` was answered (the session is then idle, outside any
+    /// transaction); otherwise it is discarded.
+    ///
+    /// Statements are prepared once per connection. The login role may not even name the
+    /// tables (it can do nothing until the identity is set), so the first time a statement
+    /// meets a connection, it is prepared inside the transaction, after the identity: one round
+    /// trip more, once.
+    pub(super) async fn once(
+        conn: Object,
+        settings: &TxSettings<'_>,
+        statements: &[(&str, &[&(dyn ToSql + Sync)])],
+    ) -> Result<Vec<Vec<Row>>, tokio_postgres::Error> {
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (sql, params) in statements {
+            if params.is_empty() {
+                prepared.push(None);
+                continue;
+            }
+            match conn.prepare_cached(sql).await {
+                Ok(statement) => prepared.push(Some(statement)),
+                Err(error) if error.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
+                    return Self::once_cold(conn, settings, statements).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let identity = conn.prepare_cached(SET_IDENTITY).await?;
+        let allow_delete = if settings.allow_delete { "true" } else { "" };
+        let params = identity_params(settings, &allow_delete);
+        // Every future sends its messages when first polled, and `join!` polls them in order:
+        // the server receives begin, identity, statements, commit in that order.
+        let (begun, set, ran, committed) = tokio::join!(
+            conn.batch_execute("begin"),
+            conn.query(&identity, &params),
+            run_all(&conn, statements, &prepared),
+            conn.batch_execute("commit"),
+        );
+        if committed.is_err() {
+            drop(Object::take(conn));
+        }
+        begun?;
+        set?;
+        let rows = ran?;
+        committed?;
+        Ok(rows)
+    }
+
+    /// [`Tx::once`] on a connection that has not prepared `statements` yet: identity first,
+    /// then the statements are prepared (and cached), then run and committed together.
+    async fn once_cold(
+        conn: Object,
+        settings: &TxSettings<'_>,
+        statements: &[(&str, &[&(dyn ToSql + Sync)])],
+    ) -> Result<Vec<Vec<Row>>, tokio_postgres::Error> {
+        let mut tx = Self::begin(conn, settings).await?;
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (sql, params) in statements {
+            prepared.push(match params.is_empty() {
+                true => None,
+                false => Some(tx.conn().prepare_cached(sql).await?),
+            });
+        }
+        let conn = tx.conn();
+        let (ran, committed) = tokio::join!(
+            run_all(conn, statements, &prepared),
+            conn.batch_execute("commit")
+        );
+        if committed.is_ok() {
+            tx.conn = None;
+        }
+        // Otherwise `Drop` rolls back (or discards the connection).
+        let rows = ran?;
+        committed?;
+        Ok(rows)
     }
 
     /// A transaction on a privileged connection, for the server's own work (no identity is
@@ -179,6 +255,42 @@ impl Tx {
         }
         result
     }
+}
+
+/// The parameters of [`SET_IDENTITY`].
+fn identity_params<'a>(
+    settings: &'a TxSettings<'_>,
+    allow_delete: &'a &'a str,
+) -> [&'a (dyn ToSql + Sync); 8] {
+    [
+        &settings.role,
+        &settings.claims,
+        &settings.sub,
+        &settings.operation,
+        &settings.method,
+        &settings.path,
+        &settings.headers,
+        allow_delete,
+    ]
+}
+
+/// Sends every statement at once (each when first polled, in order) and collects their rows:
+/// prepared ones with their parameters, the others as simple queries.
+async fn run_all(
+    conn: &Object,
+    statements: &[(&str, &[&(dyn ToSql + Sync)])],
+    prepared: &[Option<tokio_postgres::Statement>],
+) -> Result<Vec<Vec<Row>>, tokio_postgres::Error> {
+    let runs = statements
+        .iter()
+        .zip(prepared)
+        .map(|((sql, params), statement)| async move {
+            match statement {
+                Some(statement) => conn.query(statement, params).await,
+                None => conn.batch_execute(sql).await.map(|()| Vec::new()),
+            }
+        });
+    futures::future::join_all(runs).await.into_iter().collect()
 }
 
 impl Drop for Tx {

@@ -22,6 +22,8 @@ use uuid::Uuid;
 use super::media_type::MediaType;
 pub use super::signed_writes::SignedUse;
 use super::{Caller, Error, Operation, Storage};
+pub use read::READ_OBJECT;
+pub use write_protocol::{INSERT_ROW, PROBE_INSERT, STAGE_KEY};
 
 use crate::bytes::{ByteStream, StoreError};
 
@@ -263,29 +265,6 @@ pub(super) fn iso(time: DateTime<Utc>) -> String {
 }
 
 impl Storage {
-    /// Reads the object row for a download or info, under the caller's policies.
-    pub async fn object(
-        &self,
-        caller: &Caller,
-        operation: Operation,
-        bucket: &str,
-        name: &str,
-    ) -> Result<ObjectRow, Error> {
-        let tx = self.begin(caller, operation).await?;
-        let rows = tx
-            .query_and_commit(
-                &format!(
-                    "select {OBJECT_COLUMNS} from storage.objects \
-                     where bucket_id = $1 and name = $2"
-                ),
-                &[&bucket, &name],
-            )
-            .await?;
-        rows.first()
-            .map(ObjectRow::from_row)
-            .ok_or(Error::ObjectNotFound)
-    }
-
     /// Deletes one object. Its bytes are released by the same transaction.
     pub async fn delete_object(
         &self,

@@ -5,9 +5,34 @@ use uuid::Uuid;
 
 use super::{ObjectRow, store_error};
 use crate::bytes::{ByteRange, ByteStream, StoreError};
-use crate::core::{Error, Storage};
+use crate::core::{Caller, Error, Operation, Storage};
+
+/// The statement a download or info runs, under the caller's policies, in the transaction that
+/// [`crate::db::SET_IDENTITY`] began (`pgstorage bench-sql get` hands it to pgbench). Its columns
+/// are [`super::OBJECT_COLUMNS`].
+pub const READ_OBJECT: &str = "select id, bucket_id, name, owner_id, version, metadata, \
+     user_metadata, created_at, updated_at, last_accessed_at from storage.objects \
+     where bucket_id = $1 and name = $2";
 
 impl Storage {
+    /// Reads the object row for a download or info, under the caller's policies: identity,
+    /// select and commit in one round trip.
+    pub async fn object(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        bucket: &str,
+        name: &str,
+    ) -> Result<ObjectRow, Error> {
+        let rows = self
+            .once(caller, operation, &[(READ_OBJECT, &[&bucket, &name])])
+            .await?;
+        rows.first()
+            .and_then(|rows| rows.first())
+            .map(ObjectRow::from_row)
+            .ok_or(Error::ObjectNotFound)
+    }
+
     /// Streams an object's bytes (all, or `range`), as of the row the caller read: a
     /// concurrent overwrite does not change what this reader gets.
     pub async fn read(
@@ -84,4 +109,12 @@ fn exactly(stream: ByteStream, expected: u64, object: Uuid) -> ByteStream {
         },
     )
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_read_selects_the_object_columns() {
+        assert!(super::READ_OBJECT.contains(super::super::OBJECT_COLUMNS));
+    }
 }

@@ -8,7 +8,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::write_protocol::{RowWrite, write_operation, write_row_settling};
+use super::write_protocol::{
+    PROBE_INSERT, RowWrite, STAGE_KEY, write_operation, write_row_settling,
+};
 use super::{
     ContentHeaders, SignedUse, Stored, Upload, content_type_for, iso, store_error, too_large,
 };
@@ -16,7 +18,9 @@ use crate::bytes::postgres::Rechunker;
 use crate::bytes::{ByteStream, StoreError, new_key};
 use crate::core::meter::{self, Measured};
 use crate::core::names::validate_object_name;
-use crate::core::{Caller, Error, Storage};
+use crate::core::{Caller, Error, Operation, Storage};
+use crate::db::DbError;
+use tokio_postgres::types::ToSql;
 
 impl Storage {
     /// Stores an object. See the module documentation for the protocol.
@@ -44,7 +48,29 @@ impl Storage {
     ) -> Result<Stored, Error> {
         validate_object_name(&upload.name)?;
         let mimetype = content_type_for(upload.content_type.as_deref(), &upload.name)?;
-        let target = self.write_target(&upload.bucket, &upload.name).await?;
+        let write = RowWrite {
+            bucket: &upload.bucket,
+            name: &upload.name,
+            owner: upload.owner.clone().or_else(|| caller.owner()),
+            user_metadata: upload.user_metadata.clone(),
+            signed,
+        };
+        let key = new_key();
+        // A plain upload to a key (no upsert, no token) is an insert whatever exists: its check
+        // and staging go in one round trip, alongside the lookup of the bucket's rules.
+        let quick = !upload.upsert && signed.is_none() && !self.bytes.in_database();
+        let (target, mut staged) = if quick {
+            let (target, staged) = tokio::join!(
+                self.write_target(&upload.bucket, &upload.name),
+                self.check_and_stage(caller, &write, &key)
+            );
+            (target?, staged?)
+        } else {
+            (
+                self.write_target(&upload.bucket, &upload.name).await?,
+                false,
+            )
+        };
         // (On an existing key, a token without upsert meets its 409 in the probe.)
         if let Some(signed) = signed
             && !target.exists
@@ -61,13 +87,6 @@ impl Storage {
             .cache_control
             .clone()
             .unwrap_or_else(|| "no-cache".to_string());
-        let write = RowWrite {
-            bucket: &upload.bucket,
-            name: &upload.name,
-            owner: upload.owner.clone().or_else(|| caller.owner()),
-            user_metadata: upload.user_metadata.clone(),
-            signed,
-        };
         if self.bytes.in_database() {
             // The policies decide before the body is read, then again in the transaction
             // that writes it.
@@ -98,15 +117,26 @@ impl Storage {
                 name: upload.name,
             });
         }
-        let overwrite = self
-            .check_settling(caller, &write, overwrite, upload.upsert)
-            .await?;
+        if !staged && !overwrite && signed.is_none() && !quick {
+            staged = self.check_and_stage(caller, &write, &key).await?;
+        }
+        // The quick check passed, or the full one (which names a refusal precisely) runs.
+        let overwrite = match staged {
+            true => false,
+            false => {
+                self.check_settling(caller, &write, overwrite, upload.upsert)
+                    .await?
+            }
+        };
         if let Some(refusal) = refusal {
+            if staged {
+                self.unstage(&key).await;
+            }
             return Err(refusal);
         }
-
-        let key = new_key();
-        self.stage(&key).await?;
+        if !staged {
+            self.stage(&key).await?;
+        }
         let (body, meter) = meter::metered(upload.body, limit, self.limits.pace());
         if let Err(error) = self.stream_into(&key, body).await {
             self.discard_after(&key, &error).await;
@@ -184,8 +214,7 @@ impl Storage {
         let overwrite = self.probe_settling(&tx, write, overwrite, upsert).await?;
         let key = new_key();
         let lease = self.limits.upload_lease.as_secs_f64();
-        tx.execute("select storage.stage_key($1, $2)", &[&key, &lease])
-            .await?;
+        tx.execute(STAGE_KEY, &[&key, &lease]).await?;
         let mut seq = 0i32;
         for chunk in first {
             tx.execute(WRITE_CHUNK, &[&key, &seq, &chunk]).await?;
@@ -212,6 +241,69 @@ impl Storage {
         let id = write_row_settling(&tx, write, &key, &metadata, overwrite, upsert).await?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Checks the caller's policies on the new row an upload is about to insert and, if they
+    /// allow it, stages `key`: begin, identity, the probe inside a savepoint that is rolled
+    /// back, the staging and commit, in one round trip (two without it, three more for the
+    /// probe's savepoint, one for a separate staging). Returns false, with nothing left staged,
+    /// when the probe did not pass; the caller then runs the full check, which tells a 403 from
+    /// a 409 (see `probe_write`).
+    async fn check_and_stage(
+        &self,
+        caller: &Caller,
+        write: &RowWrite<'_>,
+        key: &str,
+    ) -> Result<bool, Error> {
+        let placeholder = json!({});
+        let probe: [&(dyn ToSql + Sync); 5] = [
+            &write.bucket,
+            &write.name,
+            &write.owner,
+            &placeholder,
+            &write.user_metadata,
+        ];
+        let lease = self.limits.upload_lease.as_secs_f64();
+        let result = self
+            .once(
+                caller,
+                Operation::Upload,
+                &[
+                    ("savepoint write_probe", &[]),
+                    (PROBE_INSERT, &probe),
+                    // Also where a refused probe leaves the transaction able to go on: the
+                    // staging after it then commits, and is undone below.
+                    ("rollback to savepoint write_probe", &[]),
+                    (STAGE_KEY, &[&key, &lease]),
+                ],
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(DbError::Unavailable(reason)) => Err(DbError::Unavailable(reason).into()),
+            Err(_) => {
+                self.unstage(key).await;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Removes a staged key under which no byte was written. If that fails, the collector
+    /// removes it when its lease runs out.
+    async fn unstage(&self, key: &str) {
+        let result = async {
+            let conn = self.db.admin().await?;
+            conn.execute(
+                "delete from storage.byte_journal where key = $1 and state = 'staged'",
+                &[&key],
+            )
+            .await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(key, %error, "could not clear an unused staged key from the journal");
+        }
     }
 
     /// Records `key` as staged before any byte is written under it.

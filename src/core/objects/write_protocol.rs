@@ -139,7 +139,8 @@ impl Storage {
         }
     }
 
-    /// Writes the row pointing at `key` and commits, in one round trip.
+    /// Writes the row pointing at `key` and commits: begin, identity, the row and commit in one
+    /// round trip (a signed write re-checks its token first, in the same transaction).
     async fn commit_write(
         &self,
         caller: &Caller,
@@ -149,33 +150,47 @@ impl Storage {
         metadata: &Value,
         overwrite: bool,
     ) -> Result<Uuid, Error> {
-        let tx = self.begin(caller, operation).await?;
         if write.signed.is_some() {
+            let tx = self.begin(caller, operation).await?;
             let id = write_row(&tx, write, key, metadata, overwrite).await?;
             tx.commit().await?;
             return Ok(id);
         }
         let id = Uuid::new_v4();
-        let rows = tx
-            .query_and_commit(row_sql(overwrite), &row_params(write, &key, metadata, &id))
+        let rows = self
+            .once(
+                caller,
+                operation,
+                &[(row_sql(overwrite), &row_params(write, &key, metadata, &id))],
+            )
             .await
-            .map_err(write_error)?;
-        written_id(overwrite, id, &rows)
+            .map_err(db_write_error)?;
+        written_id(overwrite, id, rows.first().map_or(&[][..], Vec::as_slice))
     }
 }
 
 /// Inserts the row (no RETURNING: it would check the new row against SELECT policies as well,
-/// and an INSERT policy alone must be enough to upload) or switches it to new bytes.
+/// and an INSERT policy alone must be enough to upload). Parameters as in [`row_params`];
+/// public for `pgstorage bench-sql`.
+pub const INSERT_ROW: &str = "insert into storage.objects \
+     (id, bucket_id, name, owner_id, version, metadata, user_metadata) \
+     values ($7, $1, $2, $3, $4, $5, $6)";
+
+/// Switches an existing row to new bytes.
+pub const OVERWRITE_ROW: &str = "update storage.objects set owner_id = $3, version = $4, \
+     metadata = $5, user_metadata = $6, last_accessed_at = now() \
+     where bucket_id = $1 and name = $2 and $7::uuid is not null returning id";
+
+/// The insert probe: the row about to be written, with a placeholder for the metadata and no
+/// bytes (bucket, name, owner, metadata, user_metadata).
+pub const PROBE_INSERT: &str = "insert into storage.objects \
+     (bucket_id, name, owner_id, metadata, user_metadata) values ($1, $2, $3, $4, $5)";
+
+/// Records a key as staged inside the caller's transaction (key, lease in seconds).
+pub const STAGE_KEY: &str = "select storage.stage_key($1, $2)";
+
 fn row_sql(overwrite: bool) -> &'static str {
-    if overwrite {
-        "update storage.objects set owner_id = $3, version = $4, metadata = $5, \
-             user_metadata = $6, last_accessed_at = now() \
-         where bucket_id = $1 and name = $2 and $7::uuid is not null returning id"
-    } else {
-        "insert into storage.objects \
-             (id, bucket_id, name, owner_id, version, metadata, user_metadata) \
-         values ($7, $1, $2, $3, $4, $5, $6)"
-    }
+    if overwrite { OVERWRITE_ROW } else { INSERT_ROW }
 }
 
 fn row_params<'a>(
@@ -222,6 +237,14 @@ pub(in crate::core) async fn write_row(
         .await
         .map_err(write_error)?;
     written_id(overwrite, id, &rows)
+}
+
+/// [`write_error`] for a failure of [`Storage::once`].
+pub(super) fn db_write_error(error: crate::db::DbError) -> Error {
+    match error {
+        crate::db::DbError::Postgres(error) => write_error(error),
+        other => Error::from(other),
+    }
 }
 
 /// The operation of a write: an overwrite of an existing object, or the upload of a new one.
@@ -333,13 +356,9 @@ pub(in crate::core) async fn probe_row(
             return Err(write_denied());
         }
     } else {
-        tx.execute(
-            "insert into storage.objects (bucket_id, name, owner_id, metadata, user_metadata) \
-             values ($1, $2, $3, $4, $5)",
-            &params,
-        )
-        .await
-        .map_err(write_error)?;
+        tx.execute(PROBE_INSERT, &params)
+            .await
+            .map_err(write_error)?;
     }
     Ok(())
 }
