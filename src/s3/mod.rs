@@ -95,6 +95,7 @@ impl S3Front {
                 None => return StatusCode::NOT_FOUND.into_response(),
             }
         }
+        prefix::hold_signed_payload(&mut request);
         let request = request.map(s3s::Body::http_body_unsync);
         let outer = self.outer.clone();
         match auth::REQUEST_AUTH
