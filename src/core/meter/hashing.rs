@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 pub(super) const OFFLOAD_AFTER: u64 = 1024 * 1024;
 
 /// Most bytes waiting for the hashers of one upload.
-pub(super) const QUEUE_BYTES: usize = 4 * 1024 * 1024;
+pub(super) const QUEUE_BYTES: usize = 2 * 1024 * 1024;
 
 /// The digests of a finished body.
 pub(super) struct Digests {
