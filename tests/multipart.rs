@@ -492,9 +492,7 @@ mod cases {
                     "{refused:?}"
                 );
                 assert!(matches!(
-                    s.storage
-                        .object(&who, Operation::Info, "mp", &name)
-                        .await,
+                    s.storage.object(&who, Operation::Info, "mp", &name).await,
                     Err(Error::ObjectNotFound)
                 ));
                 assert!(journal(&s).await.is_empty());
@@ -520,7 +518,11 @@ mod cases {
             assert_eq!(read(&s.storage, &name, None).await, bytes);
 
             // The same for a part.
-            let mp = s.storage.create_multipart(&who, create(&name)).await.unwrap();
+            let mp = s
+                .storage
+                .create_multipart(&who, create(&name))
+                .await
+                .unwrap();
             let refused = s
                 .storage
                 .upload_part_checked(

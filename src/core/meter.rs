@@ -144,7 +144,11 @@ impl ExpectedDigests {
     /// The first expected digest that `measured` does not have.
     fn mismatch(self, md5: &[u8; 16], sha256: &[u8; 32]) -> Option<DigestKind> {
         let late = self.late_sha256.and_then(|late| late());
-        if [self.sha256, late].iter().flatten().any(|want| want != sha256) {
+        if [self.sha256, late]
+            .iter()
+            .flatten()
+            .any(|want| want != sha256)
+        {
             return Some(DigestKind::Sha256);
         }
         if self.md5.is_some_and(|want| &want != md5) {
@@ -469,5 +473,4 @@ mod tests {
         assert_eq!(passed, 2 * 1024 * 1024);
         assert!(exceeded(&meter));
     }
-
 }

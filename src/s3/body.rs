@@ -66,7 +66,9 @@ pub(super) struct Expected {
 impl Expected {
     /// The trailing checksum header's name, lowercase, if one was announced.
     fn trailer_name(&self) -> Option<String> {
-        self.trailer.as_deref().map(|t| t.trim().to_ascii_lowercase())
+        self.trailer
+            .as_deref()
+            .map(|t| t.trim().to_ascii_lowercase())
     }
 
     fn wants(&self, given: bool, name: &str) -> bool {
@@ -215,9 +217,7 @@ fn hasher_for(expected: &Expected) -> Option<ChecksumHasher> {
 /// Checks a `Content-MD5` header's form up front (S3 answers InvalidDigest).
 pub(super) fn check_md5_header(md5: Option<&str>) -> S3Result<()> {
     if let Some(md5) = md5 {
-        let ok = BASE64
-            .decode(md5.trim())
-            .is_ok_and(|raw| raw.len() == 16);
+        let ok = BASE64.decode(md5.trim()).is_ok_and(|raw| raw.len() == 16);
         if !ok {
             return Err(s3(
                 S3ErrorCode::InvalidDigest,

@@ -93,6 +93,9 @@ fn signed_payload_sha256(headers: &HeaderMap) -> Option<[u8; 32]> {
 /// (other operations, whose bodies the route does not hand to the core, copies, Signature V2,
 /// streaming bodies, a different `x-amz-checksum-sha256`) keeps `s3s`'s own check.
 fn holds_signed_payload(request: &axum::extract::Request) -> bool {
+    if request.method() != Method::PUT {
+        return false;
+    }
     let headers = request.headers();
     let Some(sha256) = signed_payload_sha256(headers) else {
         return false;
@@ -104,21 +107,17 @@ fn holds_signed_payload(request: &axum::extract::Request) -> bool {
         || query_names(request.uri()).any(|name| name.eq_ignore_ascii_case("X-Amz-Signature"));
     // A differing checksum header makes the upload fail whatever its body: the order of
     // the checks then decides the error, which `s3s`'s check keeps as it was.
-    let same_checksum = headers
-        .get("x-amz-checksum-sha256")
-        .is_none_or(|v| {
-            v.to_str().ok().and_then(|v| {
-                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v.trim()).ok()
-            }) == Some(sha256.to_vec())
-        });
+    let same_checksum = headers.get("x-amz-checksum-sha256").is_none_or(|v| {
+        v.to_str().ok().and_then(|v| {
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v.trim()).ok()
+        }) == Some(sha256.to_vec())
+    });
     let object = strip(request.uri().path())
         .and_then(|path| path.trim_start_matches('/').split_once('/'))
         .is_some_and(|(bucket, key)| !bucket.is_empty() && !key.is_empty());
-    let put_or_part = query_names(request.uri()).all(|name| {
-        matches!(name, "partNumber" | "uploadId" | "x-id") || is_auth_parameter(name)
-    });
-    request.method() == Method::PUT
-        && sigv4
+    let put_or_part = query_names(request.uri())
+        .all(|name| matches!(name, "partNumber" | "uploadId" | "x-id") || is_auth_parameter(name));
+    sigv4
         && same_checksum
         && object
         && put_or_part
@@ -389,6 +388,59 @@ mod tests {
             inner_uri(&uri, false).unwrap().to_string(),
             "/b/k?x-id=GetObject&list-type=2"
         );
+    }
+
+    fn put(uri: &str, headers: &[(&str, &str)]) -> axum::extract::Request {
+        let mut request = axum::http::Request::builder().method(Method::PUT).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn holds_only_signed_payloads_of_uploads() {
+        let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let signed = [
+            (
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=k/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=x",
+            ),
+            ("x-amz-content-sha256", sha),
+            ("content-length", "4"),
+        ];
+        assert!(holds_signed_payload(&put("/s3/b/k", &signed)));
+        assert!(holds_signed_payload(&put(
+            "/storage/v1/s3/b/dir/k?partNumber=2&uploadId=abc",
+            &signed
+        )));
+        assert!(holds_signed_payload(&put(
+            "/s3/b/k?X-Amz-Signature=s&X-Amz-Credential=c",
+            &signed[1..]
+        )));
+        // Not uploads of an object's bytes, or not hashed by `s3s`.
+        assert!(!holds_signed_payload(&put("/s3/b", &signed)));
+        assert!(!holds_signed_payload(&put("/s3/b/k?tagging", &signed)));
+        assert!(!holds_signed_payload(&put("/s3/b/k", &signed[1..])));
+        assert!(!holds_signed_payload(&put(
+            "/s3/b/k",
+            &[signed[0], signed[1]]
+        )));
+        let mut copy = signed.to_vec();
+        copy.push(("x-amz-copy-source", "/b/other"));
+        assert!(!holds_signed_payload(&put("/s3/b/k", &copy)));
+        let mut unsigned = signed.to_vec();
+        unsigned[1] = ("x-amz-content-sha256", "UNSIGNED-PAYLOAD");
+        assert!(!holds_signed_payload(&put("/s3/b/k", &unsigned)));
+        let mut differing = signed.to_vec();
+        differing.push((
+            "x-amz-checksum-sha256",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ));
+        assert!(!holds_signed_payload(&put("/s3/b/k", &differing)));
+        let mut post = put("/s3/b/k", &signed);
+        *post.method_mut() = Method::POST;
+        assert!(!holds_signed_payload(&post));
     }
 
     #[test]

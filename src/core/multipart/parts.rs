@@ -246,8 +246,7 @@ impl Storage {
             }
             Err(error) => Err(error),
         };
-        match recorded
-        {
+        match recorded {
             Ok(part) => Ok(part),
             Err(error) => {
                 self.discard(&key).await;
