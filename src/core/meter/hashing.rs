@@ -22,6 +22,10 @@ pub(super) const OFFLOAD_AFTER: u64 = 1024 * 1024;
 /// Most bytes waiting for the hashers of one upload.
 pub(super) const QUEUE_BYTES: usize = 2 * 1024 * 1024;
 
+/// Chunks are handed over in batches of about this many bytes: a socket's chunks are often a
+/// few KiB, and waking a hasher for each would cost more than it saves.
+const BATCH_BYTES: usize = 256 * 1024;
+
 /// The digests of a finished body.
 pub(super) struct Digests {
     pub(super) md5: [u8; 16],
@@ -44,6 +48,9 @@ enum State {
         md5: Worker,
         sha256: Worker,
         room: Arc<Semaphore>,
+        /// Chunks not yet handed over, and their size.
+        batch: Vec<Bytes>,
+        batched: usize,
     },
 }
 
@@ -53,9 +60,9 @@ struct Worker {
     done: JoinHandle<Vec<u8>>,
 }
 
-/// A chunk on its way to both hashers; its room in the queue is freed when both are done.
+/// Chunks on their way to both hashers; their room in the queue is freed when both are done.
 struct Piece {
-    data: Bytes,
+    data: Vec<Bytes>,
     _room: OwnedSemaphorePermit,
 }
 
@@ -64,7 +71,9 @@ impl Worker {
         let (queue, mut pieces) = mpsc::unbounded_channel::<Arc<Piece>>();
         let done = tokio::task::spawn_blocking(move || {
             while let Some(piece) = pieces.blocking_recv() {
-                hasher.update(&piece.data);
+                for data in &piece.data {
+                    hasher.update(data);
+                }
             }
             hasher.finalize().to_vec()
         });
@@ -121,30 +130,57 @@ impl Hashers {
                         md5: Worker::start(md5),
                         sha256: Worker::start(sha256),
                         room: Arc::new(Semaphore::new(QUEUE_BYTES)),
+                        batch: Vec::new(),
+                        batched: 0,
                     };
                 }
                 Ok(())
             }
-            State::Offloaded { md5, sha256, room } => {
-                // A chunk larger than the whole queue takes all of it.
-                let wanted = data.len().min(QUEUE_BYTES) as u32;
-                let permit = room
-                    .clone()
-                    .acquire_many_owned(wanted)
-                    .await
-                    .map_err(|_| io::Error::other("an upload's hashing queue closed"))?;
-                let piece = Arc::new(Piece {
-                    data: data.clone(),
-                    _room: permit,
-                });
-                md5.feed(piece.clone())?;
-                sha256.feed(piece)
+            State::Offloaded { batch, batched, .. } => {
+                batch.push(data.clone());
+                *batched += data.len();
+                if *batched >= BATCH_BYTES {
+                    self.hand_over().await?;
+                }
+                Ok(())
             }
         }
     }
 
+    /// Hands the batched chunks to both hashers, once the queue has room for them.
+    async fn hand_over(&mut self) -> io::Result<()> {
+        let State::Offloaded {
+            md5,
+            sha256,
+            room,
+            batch,
+            batched,
+        } = &mut self.state
+        else {
+            return Ok(());
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // A batch larger than the whole queue takes all of it.
+        let wanted = (*batched).min(QUEUE_BYTES) as u32;
+        let permit = room
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| io::Error::other("an upload's hashing queue closed"))?;
+        let piece = Arc::new(Piece {
+            data: std::mem::take(batch),
+            _room: permit,
+        });
+        *batched = 0;
+        md5.feed(piece.clone())?;
+        sha256.feed(piece)
+    }
+
     /// The digests of everything added, once the hashers have caught up.
-    pub(super) async fn finish(self) -> io::Result<Digests> {
+    pub(super) async fn finish(mut self) -> io::Result<Digests> {
+        self.hand_over().await?;
         let (md5, sha256) = match self.state {
             State::Inline { md5, sha256, .. } => {
                 (md5.finalize().to_vec(), sha256.finalize().to_vec())
