@@ -41,7 +41,8 @@ curl -fsS -X POST "$url/bucket" -H "Authorization: Bearer $key" -H 'content-type
 head -c 1024 /dev/urandom >"$work/small.bin"
 curl -fsS -X POST --data-binary @"$work/small.bin" -H "Authorization: Bearer $key" \
   -H 'content-type: application/octet-stream' "$url/object/bench/small.bin" >/dev/null
-presigned=$("$VENV/bin/python" bench/s3_client.py presign "$url" bench small.bin | head -1)
+mapfile -t urls < <("$VENV/bin/python" bench/s3_client.py presign "$url" bench small.bin)
+presigned=${urls[0]}
 
 # N GETs of one URL over one connection; fails on anything but 200.
 gets() {
