@@ -34,9 +34,13 @@ want=$(sha256sum "$work/big.bin" | cut -d' ' -f1)
 rss() { awk -v f="$1" '$1 == f":" {print $2}' "/proc/$pid/status"; }
 
 idle=$(rss VmRSS)
+# CPU seconds (user + system) the server has used: repeatable where wall-clock time is not.
+server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$pid/stat"; }
+cpu0=$(server_cpu)
 up=$(curl -fsS -X POST -T "$work/big.bin" "${auth[@]}" -H 'content-type: application/octet-stream' \
         -o /dev/null -w '%{time_total} %{speed_upload}' "$url/object/bench/big.bin")
 peak_up=$(rss VmHWM)
+cpu1=$(server_cpu)
 down=$(curl -fsS "${auth[@]}" -o /dev/null -w '%{time_total} %{speed_download} %{size_download}' \
         "$url/object/authenticated/bench/big.bin")
 peak_all=$(rss VmHWM)
@@ -48,7 +52,7 @@ read -r down_s down_bps down_bytes <<<"$down"
 [ "$down_bytes" = "$((SIZE_MIB * 1024 * 1024))" ] || { echo "short download: $down_bytes bytes" >&2; exit 1; }
 mb() { python3 -c "print(f'{$1/1e6:.0f}')"; }
 echo "object:           $SIZE_MIB MiB (sha256 verified by the server's own metadata)"
-echo "upload:           ${up_s}s, $(mb "$up_bps") MB/s"
+echo "upload:           ${up_s}s, $(mb "$up_bps") MB/s, server CPU $(python3 -c "print(f'{$cpu1 - $cpu0:.1f}')") s"
 echo "download:         ${down_s}s, $(mb "$down_bps") MB/s"
 echo "server RSS idle:  $((idle / 1024)) MiB"
 echo "server peak RSS:  $((peak_up / 1024)) MiB after upload, $((peak_all / 1024)) MiB after download"

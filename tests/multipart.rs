@@ -440,6 +440,136 @@ mod cases {
         gc(&s).await;
         assert_eq!(s.server.stored_keys().await, 0);
     }
+
+    /// Expected digests are compared at the end of the body, before anything is committed: a
+    /// mismatch is `DigestMismatch`, stores no row or part and leaves no key behind. Bodies of
+    /// both sizes: small ones are hashed inline, large ones on other threads.
+    pub async fn expected_digests_are_checked_before_commit(backend: Backend) {
+        use pgstorage::core::{DigestKind, ExpectedDigests};
+        use sha2::Sha256;
+        let s = setup(backend).await;
+        let who = service();
+        for len in [10usize, 1_500_000] {
+            let bytes = data(len, 9);
+            let md5: [u8; 16] = Md5::digest(&bytes).into();
+            let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+            let name = format!("checked-{len}.bin");
+            let upload = |body| Upload {
+                bucket: "mp".into(),
+                name: name.clone(),
+                body,
+                declared_length: None,
+                content_type: None,
+                cache_control: None,
+                user_metadata: None,
+                upsert: true,
+                owner: None,
+                headers: Default::default(),
+            };
+            for (expected, which) in [
+                (
+                    ExpectedDigests {
+                        md5: Some([0; 16]),
+                        ..Default::default()
+                    },
+                    DigestKind::Md5,
+                ),
+                (
+                    ExpectedDigests {
+                        md5: Some(md5),
+                        sha256: Some([0; 32]),
+                        ..Default::default()
+                    },
+                    DigestKind::Sha256,
+                ),
+            ] {
+                let refused = s
+                    .storage
+                    .upload_checked(&who, upload(body(&bytes)), expected)
+                    .await;
+                assert!(
+                    matches!(refused, Err(Error::DigestMismatch { which: w }) if w == which),
+                    "{refused:?}"
+                );
+                assert!(matches!(
+                    s.storage.object(&who, Operation::Info, "mp", &name).await,
+                    Err(Error::ObjectNotFound)
+                ));
+                assert!(journal(&s).await.is_empty());
+                assert_eq!(s.server.stored_keys().await, 0);
+            }
+            let stored = s
+                .storage
+                .upload_checked(
+                    &who,
+                    upload(body(&bytes)),
+                    ExpectedDigests {
+                        md5: Some(md5),
+                        sha256: Some(sha256),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let measured = stored.measured.unwrap();
+            assert_eq!(measured.size, len as u64);
+            assert_eq!(measured.md5_hex, hex::encode(md5));
+            assert_eq!(measured.sha256_hex, hex::encode(sha256));
+            assert_eq!(read(&s.storage, &name, None).await, bytes);
+
+            // The same for a part.
+            let mp = s
+                .storage
+                .create_multipart(&who, create(&name))
+                .await
+                .unwrap();
+            let refused = s
+                .storage
+                .upload_part_checked(
+                    &who,
+                    &mp.id,
+                    1,
+                    body(&bytes),
+                    None,
+                    ExpectedDigests {
+                        sha256: Some([0; 32]),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            assert!(
+                matches!(
+                    refused,
+                    Err(Error::DigestMismatch {
+                        which: DigestKind::Sha256
+                    })
+                ),
+                "{refused:?}"
+            );
+            let part = s
+                .storage
+                .upload_part_checked(
+                    &who,
+                    &mp.id,
+                    1,
+                    body(&bytes),
+                    None,
+                    ExpectedDigests {
+                        md5: Some(md5),
+                        sha256: Some(sha256),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(part.etag, format!("\"{}\"", hex::encode(md5)));
+            assert_eq!(part.sha256, Some(hex::encode(sha256)));
+            s.storage.abort_multipart(&who, &mp.id).await.unwrap();
+            s.storage.delete_object(&who, "mp", &name).await.unwrap();
+            gc(&s).await;
+            assert_eq!(s.server.stored_keys().await, 0);
+        }
+    }
 }
 
 macro_rules! on_store {
@@ -470,6 +600,11 @@ macro_rules! on_store {
             #[tokio::test]
             async fn copies_share_segments_and_moves_keep_them() {
                 cases::copies_share_segments_and_moves_keep_them($backend).await;
+            }
+
+            #[tokio::test]
+            async fn expected_digests_are_checked_before_commit() {
+                cases::expected_digests_are_checked_before_commit($backend).await;
             }
         }
     };

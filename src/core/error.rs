@@ -48,6 +48,9 @@ pub enum Error {
     /// A part other than the last is smaller than the minimum part size.
     #[error("{0}")]
     EntityTooSmall(String),
+    /// An upload's body did not have the digest its caller expected; nothing was stored.
+    #[error("The {which} of the body did not match the one given; nothing was stored")]
+    DigestMismatch { which: super::DigestKind },
     /// The client stopped sending an upload's body for longer than the idle limit.
     #[error("{0}")]
     Timeout(String),

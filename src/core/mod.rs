@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::Error;
+pub use meter::{DigestKind, ExpectedDigests, LateSha256, Measured};
 pub use operation::Operation;
 
 use crate::auth::Identity;

@@ -93,6 +93,7 @@ impl From<Error> for ApiError {
             Error::InvalidPart(_) => (S::BAD_REQUEST, "InvalidPart", "InvalidPart"),
             Error::InvalidPartOrder => (S::BAD_REQUEST, "InvalidPartOrder", "InvalidPartOrder"),
             Error::EntityTooSmall(_) => (S::BAD_REQUEST, "EntityTooSmall", "EntityTooSmall"),
+            Error::DigestMismatch { .. } => (S::BAD_REQUEST, "BadDigest", "BadDigest"),
             Error::Timeout(_) => (S::REQUEST_TIMEOUT, "RequestTimeout", "RequestTimeout"),
             Error::Unavailable(_) => (
                 S::SERVICE_UNAVAILABLE,

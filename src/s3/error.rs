@@ -47,6 +47,8 @@ fn map(error: Error, target: Target) -> S3Error {
         Error::InvalidPart(_) => S3ErrorCode::InvalidPart,
         Error::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
         Error::EntityTooSmall(_) => S3ErrorCode::EntityTooSmall,
+        // The handlers name which header was wrong; this is the fallback.
+        Error::DigestMismatch { .. } => S3ErrorCode::BadDigest,
         Error::Timeout(_) => S3ErrorCode::RequestTimeout,
         Error::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
         Error::Internal(_) => return internal(error),

@@ -176,6 +176,7 @@ impl S3Front {
             // Verified over the path as sent, routed in path-style form (see `prefix`).
             request.extensions_mut().insert(host);
         }
+        prefix::hold_signed_payload(&mut request);
         let request = request.map(s3s::Body::http_body_unsync);
         let outer = self.outer.clone();
         match auth::REQUEST_AUTH

@@ -140,27 +140,27 @@ pub(super) async fn upload_part(
         },
         trailer,
         trailers: context.trailers.clone(),
+        payload_sha256: context.payload_sha256,
     };
     let blob = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
     });
-    let (body, digests) = verified(blob, expected);
+    let (body, digests, expected) = verified(blob, expected)?;
     let declared = input.content_length.and_then(|l| u64::try_from(l).ok());
-    let part = match handlers
+    let part = handlers
         .storage
-        .upload_part(&context.caller, &input.upload_id, number, body, declared)
+        .upload_part_checked(
+            &context.caller,
+            &input.upload_id,
+            number,
+            body,
+            declared,
+            expected,
+        )
         .await
-    {
-        Ok(part) => part,
-        Err(error) => {
-            // A checksum mismatch ends the body with an error; name it for what it was.
-            if let Some(bad) = digests.mismatch() {
-                return Err(bad);
-            }
-            return Err(object_error(error));
-        }
-    };
-    let checksums = digests.checksums();
+        // A checksum mismatch ends the body with an error; name it for what it was.
+        .map_err(|error| digests.error(error))?;
+    let checksums = digests.checksums(part.sha256.as_deref());
     // The part's checksum of the upload's algorithm, verified against its bytes, for the
     // object's composite checksum.
     if let Some(value) = upload

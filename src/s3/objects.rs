@@ -12,7 +12,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use serde_json::{Map, Value};
 
-use super::body::{Expected, check_md5_header, to_blob, verified};
+use super::body::{Expected, to_blob, verified};
 use super::error::{bucket_error, object_error, s3};
 use super::handlers::{Handlers, caller, context};
 use super::inert::inert_headers;
@@ -484,7 +484,6 @@ pub(super) async fn put_object(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let input = req.input;
-    check_md5_header(input.content_md5.as_deref())?;
     if input.if_match.is_some() {
         return Err(s3(
             S3ErrorCode::NotImplemented,
@@ -503,11 +502,12 @@ pub(super) async fn put_object(
         },
         trailer,
         trailers: context.trailers.clone(),
+        payload_sha256: context.payload_sha256,
     };
     let blob = input.body.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
     });
-    let (body, digests) = verified(blob, expected);
+    let (body, digests, expected) = verified(blob, expected)?;
     // If-None-Match: * writes only a new key; otherwise S3 replaces.
     let upsert = !matches!(input.if_none_match, Some(ETagCondition::Any));
     let upload = Upload {
@@ -525,16 +525,16 @@ pub(super) async fn put_object(
             content_encoding: input.content_encoding.clone(),
         },
     };
-    if let Err(error) = handlers.storage.upload(&context.caller, upload).await {
+    let stored = handlers
+        .storage
+        .upload_checked(&context.caller, upload, expected)
+        .await
         // A checksum mismatch ends the body with an error; name it for what it was.
-        if let Some(bad) = digests.mismatch() {
-            return Err(bad);
-        }
-        return Err(object_error(error));
-    }
-    let checksums = digests.checksums();
+        .map_err(|error| digests.error(error))?;
+    let measured = stored.measured;
+    let checksums = digests.checksums(measured.as_ref().map(|m| m.sha256_hex.as_str()));
     Ok(S3Response::new(PutObjectOutput {
-        e_tag: digests.md5_hex().map(ETag::Strong),
+        e_tag: measured.map(|m| ETag::Strong(m.md5_hex)),
         checksum_crc32: checksums.checksum_crc32,
         checksum_crc32c: checksums.checksum_crc32c,
         checksum_sha1: checksums.checksum_sha1,

@@ -7,8 +7,15 @@
 //! rewrites the verified request (prefix, signature and presign parameters removed, the decoded
 //! body in place of the chunked one) and hands it to the inner service, which routes it to the
 //! operation handlers with the caller in its extensions.
+//!
+//! An upload with a signed payload (`x-amz-content-sha256` holding the body's SHA-256) is
+//! the exception to "the outer service sees the request as sent": `s3s` would hash the whole
+//! body to check that header, and the core hashes it with SHA-256 anyway. So the body is held
+//! back from `s3s` (see [`hold_signed_payload`]), which verifies the signature, header included,
+//! over an empty stand-in it never reads; the route then hands the real body on with the
+//! verified hash, which the core compares before it commits anything.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::http::header::{AUTHORIZATION, CONTENT_ENCODING};
 use axum::http::{HeaderMap, Method, Uri};
@@ -64,6 +71,79 @@ pub(super) struct Context {
     pub(super) caller: Caller,
     /// Trailing headers of an aws-chunked body (checksums sent after the data).
     pub(super) trailers: Option<TrailingHeaders>,
+    /// The verified `x-amz-content-sha256` of a body held back from `s3s`: the handler must
+    /// have the core check it.
+    pub(super) payload_sha256: Option<[u8; 32]>,
+}
+
+/// The body of an upload held back from the outer service (see [`hold_signed_payload`]).
+#[derive(Clone)]
+pub(super) struct HeldBody(Arc<Mutex<Option<axum::body::Body>>>);
+
+/// The SHA-256 a signed payload announces (`x-amz-content-sha256`: 64 hex digits).
+fn signed_payload_sha256(headers: &HeaderMap) -> Option<[u8; 32]> {
+    let value = headers.get("x-amz-content-sha256")?.to_str().ok()?;
+    let mut raw = [0u8; 32];
+    hex::decode_to_slice(value, &mut raw).ok()?;
+    Some(raw)
+}
+
+/// Whether a request is a PutObject or UploadPart that `s3s` would hash: signed with SigV4
+/// (header or presigned), a known length, and a hex `x-amz-content-sha256`. Anything else
+/// (other operations, whose bodies the route does not hand to the core, copies, Signature V2,
+/// streaming bodies, a different `x-amz-checksum-sha256`) keeps `s3s`'s own check.
+fn holds_signed_payload(request: &axum::extract::Request) -> bool {
+    if request.method() != Method::PUT {
+        return false;
+    }
+    let headers = request.headers();
+    let Some(sha256) = signed_payload_sha256(headers) else {
+        return false;
+    };
+    let sigv4 = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "))
+        || query_names(request.uri()).any(|name| name.eq_ignore_ascii_case("X-Amz-Signature"));
+    // A differing checksum header makes the upload fail whatever its body: the order of
+    // the checks then decides the error, which `s3s`'s check keeps as it was.
+    let same_checksum = headers.get("x-amz-checksum-sha256").is_none_or(|v| {
+        v.to_str().ok().and_then(|v| {
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v.trim()).ok()
+        }) == Some(sha256.to_vec())
+    });
+    let object = strip(request.uri().path())
+        .and_then(|path| path.trim_start_matches('/').split_once('/'))
+        .is_some_and(|(bucket, key)| !bucket.is_empty() && !key.is_empty());
+    let put_or_part = query_names(request.uri())
+        .all(|name| matches!(name, "partNumber" | "uploadId" | "x-id") || is_auth_parameter(name));
+    sigv4
+        && same_checksum
+        && object
+        && put_or_part
+        && headers.contains_key(axum::http::header::CONTENT_LENGTH)
+        && !headers.contains_key("x-amz-copy-source")
+        && !signed_without_prefix(request)
+}
+
+fn query_names(uri: &Uri) -> impl Iterator<Item = &str> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| pair.split('=').next().unwrap_or(""))
+}
+
+/// Holds back the body of an upload with a signed payload, so that `s3s` does not hash it: the
+/// core does, and compares it with the header `s3s` verifies. The stand-in body is empty and
+/// never read (the route drops it).
+pub(super) fn hold_signed_payload(request: &mut axum::extract::Request) {
+    if holds_signed_payload(request) {
+        let body = std::mem::take(request.body_mut());
+        request
+            .extensions_mut()
+            .insert(HeldBody(Arc::new(Mutex::new(Some(body)))));
+    }
 }
 
 struct Verified {
@@ -222,7 +302,7 @@ impl S3Route for Verified {
         Ok(())
     }
 
-    async fn call(&self, req: S3Request<Body>) -> S3Result<S3Response<Body>> {
+    async fn call(&self, mut req: S3Request<Body>) -> S3Result<S3Response<Body>> {
         let identity = match &req.credentials {
             None => self.auth.identify(None).map_err(internal)?,
             Some(_) => REQUEST_AUTH
@@ -254,7 +334,20 @@ impl S3Route for Verified {
             Some(host) => host.inner_uri(&req.uri)?,
             None => inner_uri(&req.uri, req.extensions.get::<Stripped>().is_some())?,
         };
-        let mut inner = axum::http::Request::new(req.input);
+        // A held body replaces the stand-in `s3s` saw; the hash it was signed with goes along.
+        let held = req
+            .extensions
+            .remove::<HeldBody>()
+            .and_then(|held| held.0.lock().ok()?.take());
+        let (body, payload_sha256) = match held {
+            Some(body) => {
+                let sha256 = signed_payload_sha256(&req.headers)
+                    .ok_or_else(|| internal("a held body without its payload hash"))?;
+                (s3s::Body::http_body_unsync(body), Some(sha256))
+            }
+            None => (req.input, None),
+        };
+        let mut inner = axum::http::Request::new(body);
         *inner.method_mut() = req.method;
         *inner.uri_mut() = uri;
         *inner.headers_mut() = inner_headers(req.headers);
@@ -262,6 +355,7 @@ impl S3Route for Verified {
         inner.extensions_mut().insert(Context {
             caller,
             trailers: req.trailing_headers,
+            payload_sha256,
         });
         let response = self.inner.call(inner).await.map_err(|e| {
             let error: Box<dyn std::error::Error + Send + Sync> = e.into();
@@ -298,6 +392,59 @@ mod tests {
             inner_uri(&uri, false).unwrap().to_string(),
             "/b/k?x-id=GetObject&list-type=2"
         );
+    }
+
+    fn put(uri: &str, headers: &[(&str, &str)]) -> axum::extract::Request {
+        let mut request = axum::http::Request::builder().method(Method::PUT).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn holds_only_signed_payloads_of_uploads() {
+        let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let signed = [
+            (
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=k/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=x",
+            ),
+            ("x-amz-content-sha256", sha),
+            ("content-length", "4"),
+        ];
+        assert!(holds_signed_payload(&put("/s3/b/k", &signed)));
+        assert!(holds_signed_payload(&put(
+            "/storage/v1/s3/b/dir/k?partNumber=2&uploadId=abc",
+            &signed
+        )));
+        assert!(holds_signed_payload(&put(
+            "/s3/b/k?X-Amz-Signature=s&X-Amz-Credential=c",
+            &signed[1..]
+        )));
+        // Not uploads of an object's bytes, or not hashed by `s3s`.
+        assert!(!holds_signed_payload(&put("/s3/b", &signed)));
+        assert!(!holds_signed_payload(&put("/s3/b/k?tagging", &signed)));
+        assert!(!holds_signed_payload(&put("/s3/b/k", &signed[1..])));
+        assert!(!holds_signed_payload(&put(
+            "/s3/b/k",
+            &[signed[0], signed[1]]
+        )));
+        let mut copy = signed.to_vec();
+        copy.push(("x-amz-copy-source", "/b/other"));
+        assert!(!holds_signed_payload(&put("/s3/b/k", &copy)));
+        let mut unsigned = signed.to_vec();
+        unsigned[1] = ("x-amz-content-sha256", "UNSIGNED-PAYLOAD");
+        assert!(!holds_signed_payload(&put("/s3/b/k", &unsigned)));
+        let mut differing = signed.to_vec();
+        differing.push((
+            "x-amz-checksum-sha256",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ));
+        assert!(!holds_signed_payload(&put("/s3/b/k", &differing)));
+        let mut post = put("/s3/b/k", &signed);
+        *post.method_mut() = Method::POST;
+        assert!(!holds_signed_payload(&post));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::{MAX_PART_NUMBER, MultipartUpload};
 use crate::bytes::{ByteRange, ByteStream, new_key};
-use crate::core::meter::{self, Measured};
+use crate::core::meter::{self, ExpectedDigests, Measured};
 use crate::core::objects::{store_error, too_large};
 use crate::core::{Caller, Error, Operation, Storage};
 
@@ -146,9 +146,31 @@ impl Storage {
         body: ByteStream,
         declared_length: Option<u64>,
     ) -> Result<PartInfo, Error> {
+        self.upload_part_checked(
+            caller,
+            upload_id,
+            part_number,
+            body,
+            declared_length,
+            ExpectedDigests::default(),
+        )
+        .await
+    }
+
+    /// [`Storage::upload_part`] for a body that must have the `expected` digests: one that
+    /// does not is refused with [`Error::DigestMismatch`] and records no part.
+    pub async fn upload_part_checked(
+        &self,
+        caller: &Caller,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        declared_length: Option<u64>,
+        expected: ExpectedDigests,
+    ) -> Result<PartInfo, Error> {
         let number = check_part_number(part_number)?;
         let upload = self.multipart_upload(caller, upload_id).await?;
-        self.write_part(upload, Some(number), None, body, declared_length)
+        self.write_part(upload, Some(number), None, body, declared_length, expected)
             .await
     }
 
@@ -182,8 +204,15 @@ impl Storage {
         if upload.size != offset {
             return Err(offset_conflict(offset, upload.size));
         }
-        self.write_part(upload.clone(), None, Some(offset), body, declared_length)
-            .await
+        self.write_part(
+            upload.clone(),
+            None,
+            Some(offset),
+            body,
+            declared_length,
+            ExpectedDigests::default(),
+        )
+        .await
     }
 
     /// Stores a part whose bytes are those of an existing object, or a range of them (S3
@@ -212,8 +241,15 @@ impl Storage {
         }
         let length = source.range.map_or(size, |r| r.len());
         let body = self.read(&row, source.range).await?;
-        self.write_part(upload, Some(number), None, body, Some(length))
-            .await
+        self.write_part(
+            upload,
+            Some(number),
+            None,
+            body,
+            Some(length),
+            ExpectedDigests::default(),
+        )
+        .await
     }
 
     /// Streams a part under a fresh staged key and records it, as part `number`, or (`None`)
@@ -225,6 +261,7 @@ impl Storage {
         expected_offset: Option<u64>,
         body: ByteStream,
         declared_length: Option<u64>,
+        expected: ExpectedDigests,
     ) -> Result<PartInfo, Error> {
         let upload_id = upload.id.as_str();
         let target = self.write_target(&upload.bucket, &upload.name).await?;
@@ -252,16 +289,19 @@ impl Storage {
 
         let key = new_key();
         self.stage(&key).await?;
-        let (body, meter) = meter::metered(body, room, self.limits.pace());
+        let (body, meter) = meter::metered(body, room, self.limits.pace(), expected);
         if let Err(error) = self.stream_part(&key, body).await {
             self.discard_after(&key, &error).await;
             return Err(self.body_error(&meter, error));
         }
-        let measured = meter::finish(&meter);
-        match self
-            .record_part(&upload, number, expected_offset, &key, &measured, limit)
-            .await
-        {
+        let recorded = match meter::finish(&meter) {
+            Ok(measured) => {
+                self.record_part(&upload, number, expected_offset, &key, &measured, limit)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match recorded {
             Ok(part) => Ok(part),
             Err(error) => {
                 self.discard(&key).await;

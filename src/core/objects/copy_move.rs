@@ -63,6 +63,7 @@ impl Storage {
             id: row.get(0),
             bucket: destination_bucket.to_string(),
             name: destination.to_string(),
+            measured: None,
         })
     }
 

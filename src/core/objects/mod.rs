@@ -167,6 +167,9 @@ pub struct Stored {
     pub id: Uuid,
     pub bucket: String,
     pub name: String,
+    /// What an upload's body measured (size and digests), so fronts need not hash it again;
+    /// `None` for copies and moves.
+    pub measured: Option<super::Measured>,
 }
 
 /// A copy request.

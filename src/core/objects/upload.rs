@@ -16,7 +16,7 @@ use super::{
 };
 use crate::bytes::postgres::Rechunker;
 use crate::bytes::{ByteStream, StoreError, new_key};
-use crate::core::meter::{self, Measured};
+use crate::core::meter::{self, ExpectedDigests, Measured};
 use crate::core::names::validate_object_name;
 use crate::core::{Caller, Error, Operation, Storage};
 use crate::db::DbError;
@@ -25,7 +25,19 @@ use tokio_postgres::types::ToSql;
 impl Storage {
     /// Stores an object. See the module documentation for the protocol.
     pub async fn upload(&self, caller: &Caller, upload: Upload) -> Result<Stored, Error> {
-        self.upload_as(caller, upload, None).await
+        self.upload_as(caller, upload, None, ExpectedDigests::default())
+            .await
+    }
+
+    /// Stores an object whose body must have the `expected` digests: a body that does not is
+    /// refused with [`Error::DigestMismatch`] before anything is committed.
+    pub async fn upload_checked(
+        &self,
+        caller: &Caller,
+        upload: Upload,
+        expected: ExpectedDigests,
+    ) -> Result<Stored, Error> {
+        self.upload_as(caller, upload, None, expected).await
     }
 
     /// Stores an object through a signed upload URL: `caller` is the server acting on the
@@ -37,7 +49,8 @@ impl Storage {
         signed: SignedUse,
     ) -> Result<Stored, Error> {
         let signed = self.recall_signer(signed).await?;
-        self.upload_as(caller, upload, Some(&signed)).await
+        self.upload_as(caller, upload, Some(&signed), ExpectedDigests::default())
+            .await
     }
 
     async fn upload_as(
@@ -45,6 +58,7 @@ impl Storage {
         caller: &Caller,
         upload: Upload,
         signed: Option<&SignedUse>,
+        expected: ExpectedDigests,
     ) -> Result<Stored, Error> {
         validate_object_name(&upload.name)?;
         let mimetype = content_type_for(upload.content_type.as_deref(), &upload.name)?;
@@ -96,7 +110,7 @@ impl Storage {
             if let Some(refusal) = refusal {
                 return Err(refusal);
             }
-            let (body, meter) = meter::metered(upload.body, limit, self.limits.pace());
+            let (body, meter) = meter::metered(upload.body, limit, self.limits.pace(), expected);
             let id = self
                 .upload_in_database(
                     caller,
@@ -115,6 +129,7 @@ impl Storage {
                 id,
                 bucket: upload.bucket,
                 name: upload.name,
+                measured: meter::finish(&meter).ok(),
             });
         }
         if !staged && !overwrite && signed.is_none() && !quick {
@@ -137,12 +152,18 @@ impl Storage {
         if !staged {
             self.stage(&key).await?;
         }
-        let (body, meter) = meter::metered(upload.body, limit, self.limits.pace());
+        let (body, meter) = meter::metered(upload.body, limit, self.limits.pace(), expected);
         if let Err(error) = self.stream_into(&key, body).await {
             self.discard_after(&key, &error).await;
             return Err(self.body_error(&meter, error));
         }
-        let measured = meter::finish(&meter);
+        let measured = match meter::finish(&meter) {
+            Ok(measured) => measured,
+            Err(error) => {
+                self.discard(&key).await;
+                return Err(error);
+            }
+        };
         let mut metadata = metadata_json(&measured, &mimetype, &cache_control);
         upload.headers.add_to(&mut metadata);
         match self
@@ -161,6 +182,7 @@ impl Storage {
                 id,
                 bucket: upload.bucket,
                 name: upload.name,
+                measured: Some(measured),
             }),
             Err(error) => {
                 self.discard(&key).await;
@@ -236,7 +258,7 @@ impl Storage {
             }
             None => 0,
         };
-        let mut metadata = metadata_json(&meter::finish(meter), mimetype, cache_control);
+        let mut metadata = metadata_json(&meter::finish(meter)?, mimetype, cache_control);
         headers.add_to(&mut metadata);
         let id = write_row_settling(&tx, write, &key, &metadata, overwrite, upsert).await?;
         tx.commit().await?;
@@ -411,6 +433,8 @@ impl Storage {
     pub(in crate::core) fn body_error(&self, meter: &meter::SharedMeter, error: Error) -> Error {
         if meter::exceeded(meter) {
             too_large()
+        } else if let Some(which) = meter::mismatch(meter) {
+            Error::DigestMismatch { which }
         } else if meter::stalled(meter) {
             Error::Timeout(format!(
                 "no data was received for {} s; the upload was abandoned",
