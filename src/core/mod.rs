@@ -184,6 +184,7 @@ impl Storage {
         operation: Operation,
         statements: &[(&str, &[&(dyn tokio_postgres::types::ToSql + Sync)])],
     ) -> Result<Vec<Vec<tokio_postgres::Row>>, crate::db::DbError> {
+        refusal::record(caller, operation);
         let (claims, sub) = identity_settings(caller);
         let settings = tx_settings(caller, operation, &claims, &sub, false);
         self.db.once(&settings, statements).await
