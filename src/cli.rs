@@ -199,6 +199,7 @@ async fn serve_on(
         storage: storage.clone(),
         auth,
         s3: Some(s3),
+        transform: crate::transform::Transformer::new(args.transform.config()),
     });
 
     let address: SocketAddr = tokio::net::lookup_host((args.host.as_str(), args.port))

@@ -10,6 +10,7 @@ mod identity;
 mod json;
 mod listing;
 mod objects;
+mod render;
 mod signed;
 mod upload_body;
 mod watched;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// The S3-compatible front, served beside the REST API when present.
     pub s3: Option<crate::s3::S3Front>,
+    /// Image transformations (`/render/image/...`), with their limits.
+    pub transform: crate::transform::Transformer,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -56,6 +59,7 @@ pub fn app(state: AppState) -> Router {
         .merge(objects::routes())
         .merge(listing::routes())
         .merge(signed::routes())
+        .merge(render::routes())
         .merge(crate::resumable::routes())
         .with_state(state);
     Router::new()

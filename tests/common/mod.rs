@@ -451,6 +451,8 @@ pub struct Options {
     pub s3_tweak: Option<S3Tweak>,
     /// A JWKS (JSON) whose keys request tokens may also be signed with (`--jwt-jwks`).
     pub jwt_jwks: Option<String>,
+    /// Image transformation limits.
+    pub transform: pgstorage::transform::TransformConfig,
 }
 
 impl Default for Options {
@@ -467,6 +469,7 @@ impl Default for Options {
             backend: test_backend(),
             s3_tweak: None,
             jwt_jwks: None,
+            transform: Default::default(),
         }
     }
 }
@@ -907,6 +910,7 @@ impl TestServer {
             storage: storage.clone(),
             auth,
             s3: Some(s3),
+            transform: pgstorage::transform::Transformer::new(options.transform.clone()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
