@@ -163,16 +163,31 @@ async fn parameters_resize_and_reencode() {
         assert_eq!(status, 400, "{bad}: {body}");
         assert_eq!(body["code"], "InvalidRequest", "{bad}");
     }
-    // AVIF is not built in: said so, never silently another format.
-    let (status, _, body) = get(&server, Some(&key), &path("format=avif")).await;
-    let (status, body) = error_of(status, &body);
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("avif is not enabled")
-    );
+    // AVIF when asked for by name.
+    let (status, headers, avif) = get(&server, Some(&key), &path("width=40&format=avif")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&avif));
+    assert_eq!(headers[CONTENT_TYPE], "image/avif");
+    assert_eq!(&avif[4..12], b"ftypavif");
+
+    // Without `format`, AVIF only for a bucket with avif_autodetection and a client that
+    // accepts it; WebP otherwise.
+    let negotiate = async |accept: &str| {
+        let response = call(&server, Method::GET, &path("width=30"), Some(&key))
+            .header(ACCEPT, accept)
+            .send()
+            .await
+            .unwrap();
+        header(&response, CONTENT_TYPE)
+    };
+    let chrome = "image/avif,image/webp,image/apng,*/*;q=0.8";
+    assert_eq!(negotiate(chrome).await, "image/webp");
+    server
+        .db
+        .sql("update storage.buckets set avif_autodetection = true where id = 'img'")
+        .await;
+    assert_eq!(negotiate(chrome).await, "image/avif");
+    assert_eq!(negotiate("image/webp,*/*").await, "image/webp");
+    assert_eq!(negotiate("*/*").await, "image/png");
 
     // Also under /storage/v1.
     let (status, _, body) = get(

@@ -39,9 +39,7 @@ impl From<TransformError> for ApiError {
     fn from(error: TransformError) -> Self {
         use StatusCode as S;
         let (status, code) = match &error {
-            TransformError::InvalidParams(_) | TransformError::AvifDisabled => {
-                (S::BAD_REQUEST, "InvalidRequest")
-            }
+            TransformError::InvalidParams(_) => (S::BAD_REQUEST, "InvalidRequest"),
             // As imgproxy (Supabase's renderer) answers a source it cannot or will not process.
             TransformError::InvalidImage(_) => (S::UNPROCESSABLE_ENTITY, "InvalidImage"),
             TransformError::Unsupported(_) => (S::UNPROCESSABLE_ENTITY, "UnsupportedImage"),
@@ -168,8 +166,16 @@ async fn render(
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    // The bucket's `avif_autodetection` matters only once AVIF is built in.
-    let avif_autodetection = false;
+    // The bucket's flag matters only when the client would take AVIF.
+    let avif_autodetection = params.format.negotiated()
+        && params
+            .format
+            .variant(accept.as_deref(), true, AVIF_ENABLED)
+            .is_some_and(|f| f == crate::transform::Format::Avif)
+        && state
+            .transform
+            .avif_autodetection(&state.storage, bucket)
+            .await?;
     let variant = params
         .format
         .variant(accept.as_deref(), avif_autodetection, AVIF_ENABLED);

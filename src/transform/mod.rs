@@ -63,8 +63,6 @@ pub struct Rendered {
 pub enum TransformError {
     #[error("{0}")]
     InvalidParams(String),
-    #[error("format avif is not enabled on this server")]
-    AvifDisabled,
     /// Not an image, truncated or corrupt.
     #[error("{0}")]
     InvalidImage(String),
@@ -163,6 +161,28 @@ impl Transformer {
             buffer.extend_from_slice(&piece);
         }
         Ok(buffer)
+    }
+
+    /// Whether `bucket` asks for AVIF for clients that accept it (`avif_autodetection`). Read
+    /// with privilege, like a bucket's limits: a rendering preference, not data the caller
+    /// must be allowed to see (the object itself was read under the caller's policies).
+    pub async fn avif_autodetection(
+        &self,
+        storage: &Storage,
+        bucket: &str,
+    ) -> Result<bool, TransformError> {
+        let conn = storage.database().admin().await.map_err(Error::from)?;
+        let statement = conn
+            .prepare_cached("select avif_autodetection from storage.buckets where id = $1")
+            .await
+            .map_err(Error::from)?;
+        let row = conn
+            .query_opt(&statement, &[&bucket])
+            .await
+            .map_err(Error::from)?;
+        Ok(row
+            .and_then(|r| r.get::<_, Option<bool>>(0))
+            .unwrap_or(false))
     }
 
     /// Renders `source` on a blocking thread, holding `turn` until done.
