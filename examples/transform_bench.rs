@@ -80,6 +80,12 @@ fn main() {
         runs,
     );
     time(
+        "2000x2000 JPEG -> 400w AVIF q80",
+        &square,
+        &[("width", "400"), ("format", "avif")],
+        runs,
+    );
+    time(
         "2000x2000 JPEG -> 400w JPEG q80",
         &square,
         &[("width", "400"), ("format", "jpeg")],
