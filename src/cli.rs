@@ -211,6 +211,7 @@ async fn serve_on(
             storage: storage.clone(),
             auth,
             s3: Some(s3),
+            transform: crate::transform::Transformer::new(args.transform.config()),
         },
         http::AppOptions {
             metrics: exporter.clone(),

@@ -352,6 +352,9 @@ pub struct ServeArgs {
     /// authentication (for a scraper on a private network; implies nothing on the main port).
     #[arg(long, env = "PGSTORAGE_METRICS_PORT")]
     pub metrics_port: Option<u16>,
+
+    #[command(flatten)]
+    pub transform: TransformArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -652,4 +655,51 @@ pub struct PolicyListArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Image transformations (`/render/image/...`, docs/transforms.md).
+#[derive(Debug, Clone, Args)]
+pub struct TransformArgs {
+    /// Largest source image transformed (e.g. 25MB); it is read whole into memory. Larger
+    /// sources are refused with 422.
+    #[arg(long, env = "PGSTORAGE_TRANSFORM_MAX_SOURCE_BYTES", default_value = "25MB", value_parser = parse_size)]
+    pub transform_max_source_bytes: u64,
+
+    /// Most pixels (width × height, as the file declares them) a source image may have; larger
+    /// ones are refused with 422 before any pixel is decoded.
+    #[arg(
+        long,
+        env = "PGSTORAGE_TRANSFORM_MAX_PIXELS",
+        default_value_t = 25_000_000
+    )]
+    pub transform_max_pixels: u64,
+
+    /// How many transformations run at once (default: the number of cores).
+    #[arg(long, env = "PGSTORAGE_TRANSFORM_CONCURRENCY")]
+    pub transform_concurrency: Option<usize>,
+
+    /// How many more transformations may wait for a turn; beyond that, or after waiting
+    /// --transform-queue-timeout, requests get 503 with Retry-After (default: 8 per core).
+    #[arg(long, env = "PGSTORAGE_TRANSFORM_QUEUE")]
+    pub transform_queue: Option<usize>,
+
+    /// Longest wait for a turn (e.g. 30s).
+    #[arg(long, env = "PGSTORAGE_TRANSFORM_QUEUE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub transform_queue_timeout: std::time::Duration,
+}
+
+impl TransformArgs {
+    pub fn config(&self) -> crate::transform::TransformConfig {
+        let defaults = crate::transform::TransformConfig::default();
+        crate::transform::TransformConfig {
+            max_source_bytes: self.transform_max_source_bytes,
+            max_pixels: self.transform_max_pixels,
+            concurrency: self
+                .transform_concurrency
+                .unwrap_or(defaults.concurrency)
+                .max(1),
+            queue: self.transform_queue.unwrap_or(defaults.queue),
+            queue_timeout: self.transform_queue_timeout,
+        }
+    }
 }

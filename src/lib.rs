@@ -13,3 +13,4 @@ pub mod db;
 pub mod http;
 pub mod resumable;
 pub mod s3;
+pub mod transform;

@@ -29,6 +29,7 @@ async fn server(metrics: bool) -> (String, TestDb, pgstorage::core::Storage) {
             storage: storage.clone(),
             auth,
             s3: Some(s3),
+            transform: Default::default(),
         },
         AppOptions {
             metrics: exporter,

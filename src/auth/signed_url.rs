@@ -112,6 +112,8 @@ pub struct SignedToken {
     pub signer: Option<DownloadSigner>,
     /// Seconds since the Unix epoch.
     pub expires_at: u64,
+    /// For a download token signed with image transformation parameters: those parameters.
+    pub transform: Option<String>,
 }
 
 /// Why a signed URL was refused.
@@ -185,6 +187,21 @@ pub fn sign_download(
     expires_in: Duration,
 ) -> anyhow::Result<String> {
     keys.sign(base_claims(bucket, name, Scope::Download), Some(expires_in))
+}
+
+/// A token to download `bucket/name` transformed as `transform` says (the canonical parameters
+/// of an image rendition, see `crate::transform::Params`): the rendition URL serves exactly
+/// those parameters, whatever its query string says.
+pub fn sign_download_transformed(
+    keys: &JwtKeys,
+    bucket: &str,
+    name: &str,
+    transform: &str,
+    expires_in: Duration,
+) -> anyhow::Result<String> {
+    let mut claims = base_claims(bucket, name, Scope::Download);
+    claims.insert("transform".into(), transform.into());
+    keys.sign(claims, Some(expires_in))
 }
 
 /// A token to upload `bucket/name` once (or, with `upsert`, to replace it) for `expires_in`.
@@ -317,6 +334,10 @@ pub fn verify(
         upload,
         signer,
         expires_at,
+        transform: claims
+            .get("transform")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 

@@ -12,6 +12,7 @@ mod json;
 mod listing;
 pub mod metrics;
 mod objects;
+mod render;
 mod signed;
 mod upload_body;
 mod watched;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// The S3-compatible front, served beside the REST API when present.
     pub s3: Option<crate::s3::S3Front>,
+    /// Image transformations (`/render/image/...`), with their limits.
+    pub transform: crate::transform::Transformer,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -79,6 +82,7 @@ pub fn app_with(state: AppState, options: AppOptions) -> Router {
         .merge(objects::routes())
         .merge(listing::routes())
         .merge(signed::routes())
+        .merge(render::routes())
         .merge(crate::resumable::routes())
         .with_state(state);
     let mut extra = Router::new();

@@ -130,6 +130,10 @@ fn verify(
 #[serde(rename_all = "camelCase")]
 struct SignOne {
     expires_in: Option<Value>,
+    /// Image transformation parameters (storage-js `createSignedUrl(path, n, {transform})`):
+    /// the URL is then a rendition URL carrying them.
+    #[serde(default)]
+    transform: Option<Value>,
 }
 
 async fn sign_one(
@@ -139,10 +143,27 @@ async fn sign_one(
     JsonBody(body): JsonBody<SignOne>,
 ) -> Result<Json<Value>, ApiError> {
     let expires = expires_in(body.expires_in.as_ref())?;
+    let transform = match body.transform.as_ref().filter(|t| !t.is_null()) {
+        Some(t) => Some(crate::transform::Params::from_json(t)?.canonical()),
+        None => None,
+    };
     state
         .storage
         .authorize_sign(&caller, &bucket, &name)
         .await?;
+    if let Some(transform) = transform {
+        let token = signed_url::sign_download_transformed(
+            state.auth.keys(),
+            &bucket,
+            &name,
+            &transform,
+            expires,
+        )
+        .map_err(internal)?;
+        return Ok(Json(json!({
+            "signedURL": format!("/render/image/sign/{}?token={token}", url_path(&bucket, &name)),
+        })));
+    }
     let token =
         signed_url::sign_download(state.auth.keys(), &bucket, &name, expires).map_err(internal)?;
     Ok(Json(json!({

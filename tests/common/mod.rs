@@ -453,6 +453,8 @@ pub struct Options {
     pub jwt_jwks: Option<String>,
     /// `--s3-api-virtual-host-domain`.
     pub s3_virtual_host_domain: Option<String>,
+    /// Image transformation limits.
+    pub transform: pgstorage::transform::TransformConfig,
 }
 
 impl Default for Options {
@@ -470,6 +472,7 @@ impl Default for Options {
             s3_tweak: None,
             jwt_jwks: None,
             s3_virtual_host_domain: None,
+            transform: Default::default(),
         }
     }
 }
@@ -912,6 +915,7 @@ impl TestServer {
             storage: storage.clone(),
             auth,
             s3: Some(s3),
+            transform: pgstorage::transform::Transformer::new(options.transform.clone()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

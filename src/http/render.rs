@@ -1,0 +1,241 @@
+//! `/render/image/...`: transformed images (see docs/transforms.md). The object is found and
+//! checked exactly as for a download (operation `storage.download`; the public route as anon;
+//! a signed URL with the signer's decision), then rendered by [`crate::transform`].
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{
+    ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, RETRY_AFTER, VARY,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sha2::{Digest, Sha256};
+
+use super::download;
+use super::identity::headers_json;
+use super::{ApiError, AppState, CallerExt, PublicCaller};
+use crate::auth::Identity;
+use crate::auth::signed_url::{self, Scope};
+use crate::core::objects::ObjectRow;
+use crate::core::{Caller, Operation};
+use crate::transform::pipeline::AVIF_ENABLED;
+use crate::transform::{Params, Request, TransformError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/render/image/authenticated/{bucket}/{*path}",
+            get(render_authenticated),
+        )
+        .route("/render/image/public/{bucket}/{*path}", get(render_public))
+        .route("/render/image/sign/{bucket}/{*path}", get(render_signed))
+}
+
+impl From<TransformError> for ApiError {
+    fn from(error: TransformError) -> Self {
+        use StatusCode as S;
+        let (status, code) = match &error {
+            TransformError::InvalidParams(_) => (S::BAD_REQUEST, "InvalidRequest"),
+            // As imgproxy (Supabase's renderer) answers a source it cannot or will not process.
+            TransformError::InvalidImage(_) => (S::UNPROCESSABLE_ENTITY, "InvalidImage"),
+            TransformError::Unsupported(_) => (S::UNPROCESSABLE_ENTITY, "UnsupportedImage"),
+            TransformError::TooLarge(_) => (S::UNPROCESSABLE_ENTITY, "ImageTooLarge"),
+            TransformError::Busy => (S::SERVICE_UNAVAILABLE, "SlowDown"),
+            TransformError::Storage(_) | TransformError::Internal(_) => {
+                return match error {
+                    TransformError::Storage(e) => e.into(),
+                    other => crate::core::Error::Internal(anyhow::anyhow!(other)).into(),
+                };
+            }
+        };
+        ApiError::new(status, code, code, error.to_string())
+    }
+}
+
+async fn render_authenticated(
+    State(state): State<AppState>,
+    CallerExt(caller): CallerExt,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = match Params::from_query(&query) {
+        Ok(params) => render(&state, &caller, &bucket, &name, params, &headers).await,
+        Err(error) => Err(error.into()),
+    };
+    respond(result)
+}
+
+/// Runs as `anon` whatever credentials come with it, like `/object/public`.
+async fn render_public(
+    State(state): State<AppState>,
+    PublicCaller(caller): PublicCaller,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let result = match Params::from_query(&query) {
+        Ok(params) => render(&state, &caller, &bucket, &name, params, &headers).await,
+        Err(error) => Err(error.into()),
+    };
+    respond(result)
+}
+
+/// A signed rendition URL: the parameters are the token's (signed with it), not the query's; a
+/// plain download token takes them from the query.
+async fn render_signed(
+    State(state): State<AppState>,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    respond(signed(&state, &bucket, &name, &query, &method, &uri, &headers).await)
+}
+
+async fn signed(
+    state: &AppState,
+    bucket: &str,
+    name: &str,
+    query: &HashMap<String, String>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let token = signed_url::verify(
+        state.auth.keys(),
+        query.get("token").map(String::as_str),
+        bucket,
+        name,
+        Scope::Download,
+    )?;
+    let params = match &token.transform {
+        Some(signed) => Params::from_canonical(signed)?,
+        None => Params::from_query(query)?,
+    };
+    let mut caller = Caller {
+        identity: Identity::service(),
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        headers: headers_json(headers),
+    };
+    if let Some(signer) = &token.signer {
+        caller.identity = state.auth.authorize(Identity {
+            role: signer.role.clone(),
+            claims: signer.claims(),
+        })?;
+    }
+    render(state, &caller, &token.bucket, &token.name, params, headers).await
+}
+
+/// The rendition's entity tag: the object's version and ETag with the normalised parameters and
+/// the negotiated output, so it changes with any of them.
+fn rendition_etag(row: &ObjectRow, params: &Params, variant: Option<&str>) -> String {
+    let meta = row.system_metadata();
+    let mut hash = Sha256::new();
+    for part in [
+        row.version.as_deref().unwrap_or(""),
+        meta.e_tag.as_deref().unwrap_or(""),
+        &params.canonical(),
+        variant.unwrap_or("origin"),
+    ] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    format!("\"{}\"", &hex::encode(hash.finalize())[..32])
+}
+
+async fn render(
+    state: &AppState,
+    caller: &Caller,
+    bucket: &str,
+    name: &str,
+    params: Params,
+    request: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let row = state
+        .storage
+        .object(caller, Operation::Download, bucket, name)
+        .await?;
+    let accept = request
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // The bucket's flag matters only when the client would take AVIF.
+    let avif_autodetection = params.format.negotiated()
+        && params
+            .format
+            .variant(accept.as_deref(), true, AVIF_ENABLED)
+            .is_some_and(|f| f == crate::transform::Format::Avif)
+        && state
+            .transform
+            .avif_autodetection(&state.storage, bucket)
+            .await?;
+    let variant = params
+        .format
+        .variant(accept.as_deref(), avif_autodetection, AVIF_ENABLED);
+    let etag = rendition_etag(&row, &params, variant.map(|f| f.as_str()));
+    let meta = row.system_metadata();
+    let modified = meta.last_modified.or(row.updated_at).map(SystemTime::from);
+
+    let mut headers = HeaderMap::new();
+    let mut set = |name, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set(ETAG, &etag);
+    if let Some(modified) = modified {
+        set(LAST_MODIFIED, &httpdate::fmt_http_date(modified));
+    }
+    set(
+        CACHE_CONTROL,
+        meta.cache_control.as_deref().unwrap_or("no-cache"),
+    );
+    set(VARY, "Accept");
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("x-robots-tag", HeaderValue::from_static("none"));
+    if download::not_modified(request, Some(&etag), modified) {
+        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
+    }
+
+    let transformer = &state.transform;
+    let turn = transformer.turn().await?;
+    let source = transformer.read_source(&state.storage, &row, &turn).await?;
+    let rendered = transformer
+        .render(
+            turn,
+            source,
+            Request {
+                params,
+                accept,
+                avif_autodetection,
+            },
+        )
+        .await?;
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(rendered.format.media_type()),
+    );
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(rendered.bytes.len()));
+    Ok((StatusCode::OK, headers, rendered.bytes).into_response())
+}
+
+/// A 503 for lack of capacity says when to come back.
+fn respond(result: Result<Response, ApiError>) -> Response {
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
