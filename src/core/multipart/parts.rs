@@ -9,8 +9,6 @@
 //! ([`ByteStore::put_staged`](crate::bytes::ByteStore::put_staged)), and an appended part is
 //! recorded in three round trips and one commit.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 
 use super::{MAX_PART_NUMBER, MultipartUpload};
@@ -313,20 +311,9 @@ impl Storage {
     /// Writes a part's bytes under its staged `key` (in place: nothing reads a part before
     /// its row exists), renewing the key's lease while they flow.
     async fn stream_part(&self, key: &str, body: ByteStream) -> Result<u64, Error> {
-        let lease = self.limits.upload_lease;
-        let renew = async {
-            let period = (lease / 3).max(Duration::from_millis(200));
-            loop {
-                tokio::time::sleep(period).await;
-                if let Err(error) = self.renew_lease(key).await {
-                    tracing::warn!(key, %error, "could not renew a part's lease");
-                }
-            }
-        };
-        tokio::select! {
-            written = self.bytes.put_staged(key, body) => written.map_err(store_error),
-            () = renew => unreachable!("the renewal loop never ends"),
-        }
+        self.renewing_lease(key, self.bytes.put_staged(key, body))
+            .await
+            .map_err(store_error)
     }
 
     /// Records a written part in one transaction: the upload is locked, an earlier part with

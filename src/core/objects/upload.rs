@@ -348,18 +348,29 @@ impl Storage {
         key: &str,
         body: ByteStream,
     ) -> Result<u64, Error> {
-        let lease = self.limits.upload_lease;
+        self.renewing_lease(key, self.bytes.put(key, body))
+            .await
+            .map_err(store_error)
+    }
+
+    /// Runs `write` (bytes flowing under the staged `key`), renewing the key's lease until it
+    /// ends, so the collector never takes a key whose bytes are still arriving.
+    pub(in crate::core) async fn renewing_lease<T>(
+        &self,
+        key: &str,
+        write: impl std::future::Future<Output = T>,
+    ) -> T {
+        let period = (self.limits.upload_lease / 3).max(Duration::from_millis(200));
         let renew = async {
-            let period = (lease / 3).max(Duration::from_millis(200));
             loop {
                 tokio::time::sleep(period).await;
                 if let Err(error) = self.renew_lease(key).await {
-                    tracing::warn!(key, %error, "could not renew an upload's lease");
+                    tracing::warn!(key, %error, "could not renew a staged key's lease");
                 }
             }
         };
         tokio::select! {
-            written = self.bytes.put(key, body) => written.map_err(store_error),
+            done = write => done,
             () = renew => unreachable!("the renewal loop never ends"),
         }
     }
