@@ -30,8 +30,11 @@ pub fn run(cli: Cli) -> ExitCode {
         // s3s logs every refused S3 request (NoSuchKey, AccessDenied, ...) as an error;
         // the S3 front logs its own faults.
         .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn,s3s=off"));
+    // Colours only for a person at a terminal: a log file or collector gets plain lines (and
+    // the server skips styling every request's line).
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.init(),
