@@ -32,7 +32,11 @@ fn console_dir() -> PathBuf {
 }
 
 async fn get(server: &TestServer, path: &str) -> reqwest::Response {
-    server.request(Method::GET, path, None).send().await.unwrap()
+    server
+        .request(Method::GET, path, None)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// The console's own files, as the assets directory holds them.
@@ -58,7 +62,10 @@ fn expected_type(name: &str) -> &'static str {
 async fn every_asset_is_served_with_its_type_and_the_csp() {
     let server = TestServer::start().await;
     let names = asset_names();
-    assert!(names.contains("index.html") && names.contains("main.js"), "{names:?}");
+    assert!(
+        names.contains("index.html") && names.contains("main.js"),
+        "{names:?}"
+    );
     for prefix in ["", "/storage/v1"] {
         for name in &names {
             let response = get(&server, &format!("{prefix}/console/{name}")).await;
@@ -74,14 +81,21 @@ async fn every_asset_is_served_with_its_type_and_the_csp() {
                 "img-src 'self' blob:",
                 "frame-ancestors 'none'",
             ] {
-                assert!(csp.contains(directive), "{name}: {directive} missing in {csp}");
+                assert!(
+                    csp.contains(directive),
+                    "{name}: {directive} missing in {csp}"
+                );
             }
             assert!(!csp.contains("unsafe"), "{csp}");
             assert_eq!(headers["x-content-type-options"], "nosniff");
             assert_eq!(headers[CACHE_CONTROL], "no-cache");
             let body = response.bytes().await.unwrap();
             let file = std::fs::read(console_dir().join(name)).unwrap();
-            assert_eq!(body.as_ref(), file.as_slice(), "{name} is not the embedded file");
+            assert_eq!(
+                body.as_ref(),
+                file.as_slice(),
+                "{name} is not the embedded file"
+            );
         }
     }
 }
@@ -108,7 +122,10 @@ async fn the_index_is_served_at_the_folder_and_console_redirects_to_it() {
         assert_eq!(response.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
         assert!(response.headers().contains_key(CONTENT_SECURITY_POLICY));
         let html = response.text().await.unwrap();
-        assert!(html.contains(r#"<script type="module" src="main.js">"#), "{html}");
+        assert!(
+            html.contains(r#"<script type="module" src="main.js">"#),
+            "{html}"
+        );
     }
 }
 
@@ -163,7 +180,8 @@ async fn console_in_chromium() {
          does it)"
     );
     assert!(
-        dir.join("node_modules/playwright-core/package.json").exists(),
+        dir.join("node_modules/playwright-core/package.json")
+            .exists(),
         "playwright-core is not installed in {}: run `scripts/install-client-deps`",
         dir.display()
     );

@@ -291,7 +291,10 @@ test('authenticated user: sees only their own folder, and the tester refuses the
   // Set up as service_role through the API: a private bucket with two users' files.
   let response = await api('POST', '/bucket', SERVICE_KEY, { name: 'console-shared' });
   assert.equal(response.status, 200, await response.text());
-  for (const [path, text] of [['u1/mine.txt', 'only u1 reads this'], ['u2/theirs.txt', 'u2 secret']]) {
+  const files = [['u1/mine.txt', 'only u1 reads this'], ['u2/theirs.txt', 'u2 secret']];
+  // Twelve more in u1's folder, so that it takes two pages of ten.
+  for (let n = 0; n < 12; n += 1) files.push([`u1/page/f${String(n).padStart(2, '0')}.txt`, `file ${n}`]);
+  for (const [path, text] of files) {
     response = await api('POST', `/object/console-shared/${path}`, SERVICE_KEY, text, { 'Content-Type': 'text/plain' });
     assert.equal(response.status, 200, await response.text());
   }
@@ -310,6 +313,21 @@ test('authenticated user: sees only their own folder, and the tester refuses the
   await page.locator('#preview-text', { hasText: 'only u1 reads this' }).waitFor();
   await page.waitForFunction(() => document.querySelector('dd[data-field="Owner"]')?.textContent === '(none)');
   await shot(page, '07-user-own-folder');
+
+  // Cursor pages: ten entries, then the last two, and back.
+  await page.click('tr[data-folder="u1/page/"] button');
+  await page.selectOption('#page-size', '10');
+  const names = () => page.$$eval('tr[data-object]', (rows) => rows.map((row) => row.dataset.object));
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-object]').length === 10);
+  assert.deepEqual(await names(), Array.from({ length: 10 }, (_, n) => `u1/page/f${String(n).padStart(2, '0')}.txt`));
+  assert.equal(await page.isDisabled('#page-prev'), true);
+  await page.click('#page-next');
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-object]').length === 2);
+  assert.deepEqual(await names(), ['u1/page/f10.txt', 'u1/page/f11.txt']);
+  assert.equal(await page.isDisabled('#page-next'), true);
+  await page.click('#page-prev');
+  await page.waitForFunction(() => document.querySelectorAll('tr[data-object]').length === 10);
+  assert.match(await page.textContent('#page-number'), /page 1/);
 
   // An upload outside their folder is refused, and the refusal is shown.
   await page.click('#breadcrumbs button >> nth=0');
