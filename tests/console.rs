@@ -80,6 +80,7 @@ async fn every_asset_is_served_with_its_type_and_the_csp() {
                 "connect-src 'self'",
                 "img-src 'self' blob:",
                 "frame-ancestors 'none'",
+                "object-src 'none'",
             ] {
                 assert!(
                     csp.contains(directive),

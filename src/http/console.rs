@@ -50,10 +50,10 @@ const ASSETS: &[Asset] = &[
 
 /// Same-origin scripts, styles and API calls only; no inline script or style. Previews are
 /// object URLs of bytes fetched with the user's credentials, hence `blob:` for images, media and
-/// the PDF frame (a blob document inherits this policy, so its viewer needs `object-src blob:`).
+/// the PDF frame (Chromium's viewer loads in it with `object-src 'none'`: the browser test checks).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' blob:; media-src 'self' blob:; frame-src blob:; \
-     object-src blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
+     object-src 'none'; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
 /// The console's routes (stateless), merged into the REST router so they are also served under

@@ -128,6 +128,51 @@ function png(width, height) {
   ]);
 }
 
+/** A one-page PDF with a line of text (offsets in the xref table computed, so it is valid). */
+function pdf() {
+  const objects = [
+    '<< /Type /Catalog /Pages 2 0 R >>',
+    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
+    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 100] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>',
+    null,
+    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
+  ];
+  const text = 'BT /F1 18 Tf 20 50 Td (pgstorage console) Tj ET';
+  objects[3] = `<< /Length ${text.length} >>\nstream\n${text}\nendstream`;
+  let out = '%PDF-1.4\n';
+  const offsets = objects.map((body, i) => {
+    const at = out.length;
+    out += `${i + 1} 0 obj\n${body}\nendobj\n`;
+    return at;
+  });
+  const xref = out.length;
+  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
+  out += offsets.map((at) => `${String(at).padStart(10, '0')} 00000 n \n`).join('');
+  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return Buffer.from(out, 'latin1');
+}
+
+/** Half a second of a 440 Hz tone, 8 kHz 8-bit mono PCM in a WAV file. */
+function wav() {
+  const rate = 8000;
+  const samples = rate / 2;
+  const out = Buffer.alloc(44 + samples);
+  out.write('RIFF', 0, 'ascii');
+  out.writeUInt32LE(36 + samples, 4);
+  out.write('WAVEfmt ', 8, 'ascii');
+  out.writeUInt32LE(16, 16);
+  out.writeUInt16LE(1, 20); // PCM
+  out.writeUInt16LE(1, 22); // mono
+  out.writeUInt32LE(rate, 24);
+  out.writeUInt32LE(rate, 28);
+  out.writeUInt16LE(1, 32);
+  out.writeUInt16LE(8, 34);
+  out.write('data', 36, 'ascii');
+  out.writeUInt32LE(samples, 40);
+  for (let i = 0; i < samples; i += 1) out[44 + i] = 128 + Math.round(100 * Math.sin((2 * Math.PI * 440 * i) / rate));
+  return out;
+}
+
 const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
 /** The large file the page builds for the drop: byte i is (i * 7) mod 251. */
@@ -298,6 +343,10 @@ test('authenticated user: sees only their own folder, and the tester refuses the
     response = await api('POST', `/object/console-shared/${path}`, SERVICE_KEY, text, { 'Content-Type': 'text/plain' });
     assert.equal(response.status, 200, await response.text());
   }
+  for (const [path, bytes, type] of [['u1/media/doc.pdf', pdf(), 'application/pdf'], ['u1/media/tone.wav', wav(), 'audio/wav']]) {
+    response = await api('POST', `/object/console-shared/${path}`, SERVICE_KEY, bytes, { 'Content-Type': type });
+    assert.equal(response.status, 200, await response.text());
+  }
 
   // Served under /storage/v1 too: the console then calls the API under that prefix.
   const { page, problems } = await openConsole('/storage/v1/console/');
@@ -313,6 +362,25 @@ test('authenticated user: sees only their own folder, and the tester refuses the
   await page.locator('#preview-text', { hasText: 'only u1 reads this' }).waitFor();
   await page.waitForFunction(() => document.querySelector('dd[data-field="Owner"]')?.textContent === '(none)');
   await shot(page, '07-user-own-folder');
+
+  // PDF and audio previews, from blob: URLs that the CSP lets through.
+  await page.click('tr[data-folder="u1/media/"] button');
+  await page.click('tr[data-object="u1/media/doc.pdf"] button');
+  await page.waitForSelector('#preview-pdf');
+  assert.match(await page.getAttribute('#preview-pdf', 'src'), /^blob:/);
+  // Chromium's PDF viewer (an extension page) loads inside the blob frame.
+  for (let tries = 0; !page.frames().some((f) => f.url().startsWith('chrome-extension://')); tries += 1) {
+    assert.ok(tries < 100, `no PDF viewer in the frame: ${page.frames().map((f) => f.url())}`);
+    await page.waitForTimeout(100);
+  }
+  await shot(page, '07a-user-pdf');
+  await page.click('tr[data-object="u1/media/tone.wav"] button');
+  await page.waitForFunction(() => {
+    const audio = document.getElementById('preview-audio');
+    return audio && audio.readyState >= 1 && Math.abs(audio.duration - 0.5) < 0.05;
+  });
+  await shot(page, '07b-user-audio');
+  await page.click('#breadcrumbs button >> nth=1');
 
   // Cursor pages: ten entries, then the last two, and back.
   await page.click('tr[data-folder="u1/page/"] button');
