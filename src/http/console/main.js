@@ -64,6 +64,7 @@ async function signIn(key) {
   }
   ctx.api = api;
   ctx.claims = claims;
+  $('messages').replaceChildren();
   remember(key);
   $('whoami').textContent = `Signed in as ${describe(claims)}`;
   $('identity').hidden = false;
@@ -77,6 +78,7 @@ async function signIn(key) {
 
 function signOut() {
   forget();
+  $('messages').replaceChildren();
   ctx.api = null;
   ctx.claims = null;
   ctx.closeBucket();

@@ -40,6 +40,8 @@ async function uploadOne(ctx, file) {
     row.classList.add('done');
     return true;
   } catch (error) {
+    // The bytes may all have left before the refusal came: the bar must not read as done.
+    bar.value = 0;
     status.textContent = 'failed';
     status.classList.add('failed');
     fail(error, `Uploading ${name}`);

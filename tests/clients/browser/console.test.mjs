@@ -412,3 +412,42 @@ test('authenticated user: sees only their own folder, and the tester refuses the
   assert.deepEqual(problems, []);
   await page.close();
 });
+
+test('anon: public buckets only, reads what the public-read policy allows; bad keys are refused', async () => {
+  let response = await api('POST', '/bucket', SERVICE_KEY, { name: 'console-readable', public: true });
+  assert.equal(response.status, 200, await response.text());
+  response = await api('POST', '/object/console-readable/hello.txt', SERVICE_KEY, 'hello, anyone', {
+    'Content-Type': 'text/plain',
+  });
+  assert.equal(response.status, 200, await response.text());
+
+  const { page, problems } = await openConsole();
+  // Not a JWT: refused before any request.
+  await page.fill('#sign-in-key', 'not-a-token');
+  await page.click('#sign-in');
+  await page.locator('.message.error', { hasText: 'not a JWT' }).waitFor();
+  // A JWT the server does not accept (wrong signature): its refusal is shown, no session starts.
+  const [head, claims] = SERVICE_KEY.split('.');
+  await page.fill('#sign-in-key', `${head}.${claims}.AAAA`);
+  await page.click('#sign-in');
+  await page.locator('.message.error', { hasText: /^Signing in: 4\d\d/ }).waitFor();
+  assert.equal(await page.isVisible('#sign-in-view'), true);
+
+  await page.click('#sign-in-anon');
+  await page.waitForFunction(() => document.getElementById('whoami').textContent.includes('anon'));
+  // The public bucket is listed (the shipped policy), the private ones are not.
+  await page.waitForSelector('#bucket-list button[data-bucket="console-readable"]');
+  assert.equal(await page.locator('#bucket-list button[data-bucket="console-photos"]').count(), 0);
+  await page.click('#bucket-list button[data-bucket="console-readable"]');
+  await page.click('tr[data-object="hello.txt"] button');
+  await page.locator('#preview-text', { hasText: 'hello, anyone' }).waitFor();
+  // Writing is another matter.
+  await page.setInputFiles('#file-input', { name: 'graffiti.txt', mimeType: 'text/plain', buffer: Buffer.from('x') });
+  await page.locator('.message.error', { hasText: /Uploading graffiti\.txt: 4\d\d/ }).waitFor();
+  const refused = page.locator('#uploads li[data-upload="graffiti.txt"]');
+  assert.equal(await refused.locator('.upload-status').textContent(), 'failed');
+  assert.equal(await refused.locator('progress').evaluate((bar) => bar.value), 0);
+  await shot(page, '09-anon');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
