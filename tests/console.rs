@@ -171,6 +171,42 @@ async fn every_referenced_file_is_embedded() {
     }
 }
 
+/// The console's info pane shows the owner: `GET /object/info` names the uploader's `sub`
+/// (`""` for an upload without one).
+#[tokio::test]
+async fn object_info_names_the_owner() {
+    let server = TestServer::start().await;
+    server.db.sql(FIXTURES).await;
+    server.create_bucket("owned", false).await;
+    for (key, path) in [
+        (server.user_key("u1"), "u1/mine.txt"),
+        (server.service_key(), "nobody.txt"),
+    ] {
+        let response = server
+            .request(Method::POST, &format!("/object/owned/{path}"), Some(&key))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+    let service = server.service_key();
+    for (path, owner) in [("u1/mine.txt", "u1"), ("nobody.txt", "")] {
+        let response = server
+            .request(
+                Method::GET,
+                &format!("/object/info/owned/{path}"),
+                Some(&service),
+            )
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = common::json_of(response).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["owner_id"], owner, "{path}: {body}");
+    }
+}
+
 /// The scenario of `tests/clients/browser/console.test.mjs` in headless Chromium.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_chromium() {
