@@ -451,3 +451,40 @@ test('anon: public buckets only, reads what the public-read policy allows; bad k
   assert.deepEqual(problems, []);
   await page.close();
 });
+
+test('a resumable upload whose chunk is cut off resumes from the offset the server reports', async () => {
+  const { page, problems } = await openConsole();
+  await signIn(page, SERVICE_KEY, 'service_role');
+  await page.click('#bucket-list button[data-bucket="console-photos"]');
+  await page.waitForSelector('#bucket-title:text("console-photos")');
+  // Fail the second PATCH as a dropped connection would; let everything else through.
+  const seen = [];
+  await page.route('**/upload/resumable/**', async (route) => {
+    const request = route.request();
+    seen.push(`${request.method()} ${request.headers()['upload-offset'] ?? ''}`);
+    if (request.method() === 'PATCH' && seen.filter((s) => s.startsWith('PATCH')).length === 2) {
+      await route.abort('connectionreset');
+      return;
+    }
+    await route.continue();
+  });
+  const size = 13 * 1024 * 1024;
+  const chunk = 6 * 1024 * 1024;
+  await page.evaluate((size) => {
+    const bytes = new Uint8Array(size);
+    for (let i = 0; i < size; i += 1) bytes[i] = (i * 7) % 251;
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([bytes], 'resumed.bin', { type: 'application/octet-stream' }));
+    document.getElementById('dropzone').dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  }, size);
+  await page
+    .locator('#uploads li[data-upload="resumed.bin"] .upload-status', { hasText: '100%' })
+    .waitFor({ timeout: 90_000 });
+  // The cut-off chunk is asked about (HEAD) and sent again from the durable offset.
+  assert.deepEqual(seen, [`PATCH 0`, `PATCH ${chunk}`, 'HEAD ', `PATCH ${chunk}`, `PATCH ${2 * chunk}`]);
+  const stored = await api('GET', '/object/authenticated/console-photos/resumed.bin', SERVICE_KEY);
+  assert.equal(stored.status, 200);
+  assert.equal(sha256(Buffer.from(await stored.arrayBuffer())), sha256(patternBytes(size)));
+  assert.deepEqual(problems, []);
+  await page.close();
+});
