@@ -3,6 +3,7 @@
 
 mod admin;
 mod buckets;
+mod console;
 pub(crate) mod download;
 mod drain;
 mod error;
@@ -84,6 +85,7 @@ pub fn app_with(state: AppState, options: AppOptions) -> Router {
         .merge(signed::routes())
         .merge(render::routes())
         .merge(crate::resumable::routes())
+        .merge(console::routes())
         .with_state(state);
     let mut extra = Router::new();
     if let Some(exporter) = options.metrics {

@@ -295,6 +295,7 @@ fn info_json(row: &ObjectRow) -> Value {
         "cache_control": meta.cache_control,
         "etag": meta.e_tag,
         "sha256": meta.sha256,
+        "owner_id": row.owner_id,
         "metadata": row.user_metadata.clone().unwrap_or_else(|| json!({})),
         "last_modified": row.updated_at,
         "created_at": row.created_at,
