@@ -1,0 +1,220 @@
+//! PostgreSQL unreachable, then back (what a failover looks like from a server): requests answer
+//! 503 while it is gone — never 500, never a hang — and the server recovers by itself, reaching
+//! the database through a multi-host URL (`host=a,b target_session_attrs=read-write`) whose
+//! first host is dead.
+//!
+//! The server reaches the test cluster through a small TCP proxy that these tests switch
+//! between passing traffic and refusing it; refusing also cuts the connections already open,
+//! as a stopped primary does.
+
+mod common;
+mod object_helpers;
+
+use std::time::{Duration, Instant};
+
+use common::{Options, TestDb, TestServer};
+use object_helpers::{download, upload};
+use tokio::io::{AsyncRead, AsyncWrite, copy_bidirectional};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::sync::watch;
+use tokio_postgres::config::Host;
+
+/// A TCP proxy in front of the test cluster (a Unix socket or a TCP address).
+struct Proxy {
+    port: u16,
+    up: watch::Sender<bool>,
+}
+
+enum Target {
+    Unix(std::path::PathBuf),
+    Tcp(String),
+}
+
+impl Proxy {
+    async fn start(target: Target) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, watcher) = watch::channel(true);
+        let target = std::sync::Arc::new(target);
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut watcher = watcher.clone();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if !*watcher.borrow_and_update() {
+                        return; // refused: closed at once
+                    }
+                    let cut = async move {
+                        while watcher.changed().await.is_ok() {
+                            if !*watcher.borrow() {
+                                return;
+                            }
+                        }
+                    };
+                    match &*target {
+                        Target::Unix(path) => {
+                            if let Ok(server) = UnixStream::connect(path).await {
+                                pass(client, server, cut).await;
+                            }
+                        }
+                        Target::Tcp(address) => {
+                            if let Ok(server) = TcpStream::connect(address).await {
+                                pass(client, server, cut).await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+/// Passes bytes both ways until either side closes or `cut` fires (then both are dropped).
+async fn pass(
+    mut client: TcpStream,
+    mut server: impl AsyncRead + AsyncWrite + Unpin,
+    cut: impl std::future::Future<Output = ()>,
+) {
+    tokio::select! {
+        _ = copy_bidirectional(&mut client, &mut server) => {}
+        _ = cut => {}
+    }
+}
+
+/// A port on which nothing listens (bound, then released).
+async fn dead_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// `config` rewritten as a multi-host URL: a dead host first, then the proxy.
+fn through(config: &tokio_postgres::Config, dead: u16, proxy: u16) -> tokio_postgres::Config {
+    let mut url = format!(
+        "host=127.0.0.1,127.0.0.1 port={dead},{proxy} target_session_attrs=read-write \
+         sslmode=disable connect_timeout=5 dbname={} user={}",
+        config.get_dbname().unwrap(),
+        config.get_user().unwrap()
+    );
+    if let Some(password) = config.get_password() {
+        url.push_str(&format!(" password={}", String::from_utf8_lossy(password)));
+    }
+    pgstorage::db::parse_config(&url)
+        .unwrap()
+        .postgres()
+        .clone()
+}
+
+async fn server_behind_proxy() -> (TestServer, Proxy) {
+    let db = TestDb::new().await;
+    let port = db.admin.get_ports().first().copied().unwrap_or(5432);
+    let target = match db.admin.get_hosts().first() {
+        Some(Host::Unix(dir)) => Target::Unix(dir.join(format!(".s.PGSQL.{port}"))),
+        Some(Host::Tcp(host)) => Target::Tcp(format!("{host}:{port}")),
+        None => Target::Tcp(format!("127.0.0.1:{port}")),
+    };
+    let proxy = Proxy::start(target).await;
+    let dead = dead_port().await;
+    let mut behind = db.clone();
+    behind.admin = through(&db.admin, dead, proxy.port);
+    behind.request = through(&db.request, dead, proxy.port);
+    let server = TestServer::start_on(behind, Options::default()).await;
+    (server, proxy)
+}
+
+/// Status of a request, bounded: a hang fails the test instead of stalling it.
+async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    tokio::time::timeout(Duration::from_secs(60), request.send())
+        .await
+        .expect("the server answers while the database is gone, without hanging")
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn requests_answer_503_while_the_database_is_unreachable_and_recover_after() {
+    let (server, proxy) = server_behind_proxy().await;
+    server.create_bucket("docs", false).await;
+    let key = server.service_key();
+    let (status, _) = upload(&server, &key, "docs", "before.txt", b"written before".to_vec(), false).await;
+    assert_eq!(status, 200);
+
+    proxy.set_up(false);
+    let checks = [
+        (
+            "download",
+            server.request(
+                reqwest::Method::GET,
+                "/object/authenticated/docs/before.txt",
+                Some(&key),
+            ),
+        ),
+        (
+            "upload",
+            server
+                .request(reqwest::Method::POST, "/object/docs/during.txt", Some(&key))
+                .header("content-type", "text/plain")
+                .body("written during"),
+        ),
+        (
+            "list",
+            server
+                .request(reqwest::Method::POST, "/object/list/docs", Some(&key))
+                .json(&serde_json::json!({ "prefix": "" })),
+        ),
+        (
+            "bucket",
+            server.request(reqwest::Method::GET, "/bucket/docs", Some(&key)),
+        ),
+        ("health", server.request(reqwest::Method::GET, "/health", None)),
+    ];
+    for (what, request) in checks {
+        assert_eq!(status_of(request).await, 503, "{what} while the database is gone");
+    }
+
+    // Back: the server recovers by itself (its pool drops the dead connections and makes new
+    // ones), with nothing lost.
+    proxy.set_up(true);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = download(&server, &key, "docs", "before.txt").await;
+        if status == 200 {
+            assert_eq!(body, b"written before");
+            break;
+        }
+        assert_eq!(status, 503, "while recovering");
+        assert!(Instant::now() < deadline, "the server never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, _) = upload(&server, &key, "docs", "after.txt", b"written after".to_vec(), false).await;
+    assert_eq!(status, 200);
+    let (status, _) = download(&server, &key, "docs", "during.txt").await;
+    assert_eq!(status, 404, "the upload answered 503 wrote nothing");
+}
+
+/// The multi-host forms the README documents parse, and keep every host.
+#[test]
+fn multi_host_urls_are_accepted() {
+    for url in [
+        "host=db1,db2 port=5432,5433 user=u dbname=d target_session_attrs=read-write",
+        "postgres://u@db1:5432,db2:5433/d?target_session_attrs=read-write",
+        "postgresql://u@db1:5432,db2:5433/d?target_session_attrs=read-write&sslmode=disable",
+    ] {
+        let config = pgstorage::db::parse_config(url).unwrap_or_else(|e| panic!("{url}: {e:#}"));
+        assert_eq!(config.postgres().get_hosts().len(), 2, "{url}");
+        assert_eq!(config.postgres().get_ports(), &[5432, 5433], "{url}");
+        assert_eq!(
+            config.postgres().get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite,
+            "{url}"
+        );
+    }
+}
