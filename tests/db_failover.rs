@@ -200,6 +200,47 @@ async fn requests_answer_503_while_the_database_is_unreachable_and_recover_after
     assert_eq!(status, 404, "the upload answered 503 wrote nothing");
 }
 
+/// A server whose URL reaches a standby (one host that was demoted, or a URL without
+/// `target_session_attrs=read-write`): writes are refused as read-only (25006), which is 503
+/// (retry, a primary will be back), not 500; reads carry on.
+#[tokio::test]
+async fn a_database_that_refuses_writes_as_read_only_answers_503() {
+    let server = TestServer::start().await;
+    server.create_bucket("docs", false).await;
+    let key = server.service_key();
+    let (status, _) = upload(&server, &key, "docs", "before.txt", b"before".to_vec(), false).await;
+    assert_eq!(status, 200);
+    // What a hot standby does to every transaction, for this database's request role only.
+    server
+        .db
+        .sql(&format!(
+            "alter role {} in database {} set default_transaction_read_only = on",
+            pgstorage::db::embedded::REQUEST_ROLE,
+            server.db.name
+        ))
+        .await;
+    server
+        .db
+        .sql(
+            "select pg_terminate_backend(pid) from pg_stat_activity \
+             where datname = current_database() and pid <> pg_backend_pid()",
+        )
+        .await;
+    // The pool notices the terminated connections on their next use (503 as well).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) =
+            upload(&server, &key, "docs", "during.txt", b"during".to_vec(), false).await;
+        assert_eq!(status, 503, "{body}");
+        if body["message"].as_str().unwrap_or_default().contains("no writes") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+    }
+    let (status, body) = download(&server, &key, "docs", "before.txt").await;
+    assert_eq!((status, body.as_slice()), (200, b"before".as_slice()));
+}
+
 /// The multi-host forms the README documents parse, and keep every host.
 #[test]
 fn multi_host_urls_are_accepted() {
