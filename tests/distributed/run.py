@@ -530,6 +530,10 @@ def window(stats, start, end):
 
 def main():
     if os.path.exists(WORK):
+        # A run that was killed may have left its clusters running.
+        for name in ("primary", "standby"):
+            if os.path.exists(os.path.join(WORK, name, "postmaster.pid")):
+                Postgres(name, 0).stop("immediate")
         shutil.rmtree(WORK)
     os.makedirs(WORK)
     moto = None
