@@ -310,7 +310,7 @@ class Worker(threading.Thread):
     def call(self, operation, method, path, **kwargs):
         begun = time.monotonic()
         try:
-            response = self.session.request(method, self.url(path), timeout=30, **kwargs)
+            response = self.session.request(method, self.url(path), timeout=60, **kwargs)
             status = response.status_code
         except requests.RequestException as e:
             response, status = None, type(e).__name__
@@ -656,6 +656,9 @@ def check(primary, standby, servers, store, ledger, stats, races):
     # Uploads cut off by a fault stay open until --multipart-expiry; expire them now so their
     # parts count as abandoned.
     db.sql("update storage.s3_multipart_uploads set expires_at = now() - interval '1 second'")
+    staged = db.sql("select count(*) from storage.byte_journal where state = 'staged'")
+    released = db.sql("select count(*) from storage.byte_journal where state = 'released'")
+    log(f"journal before gc: {staged} staged (uploads cut off or in progress), {released} released")
     url = database_url(primary, standby, "postgres")
     out = run([BIN, "gc", "--database-url", url, "--gc-grace-seconds", "0"] + store_args(store))
     log(f"gc: {out.stdout.strip()}")
@@ -679,6 +682,10 @@ def check(primary, standby, servers, store, ledger, stats, races):
         stats.violation(f"{len(orphans)} orphan keys after gc, e.g. {sorted(orphans)[:3]}")
     if missing:
         stats.violation(f"{len(missing)} referenced keys missing, e.g. {sorted(missing)[:3]}")
+    for server in servers:
+        with open(os.path.join(WORK, f"server{server.index}.log"), errors="replace") as f:
+            if "panicked" in f.read():
+                stats.violation(f"server {server.index} panicked (see its log)")
     open_uploads = client.list_multipart_uploads(Bucket=store["bucket"]).get("Uploads", [])
     log(f"store-side multipart uploads left open (a lifecycle rule aborts them): "
         f"{len(open_uploads)}")
