@@ -144,7 +144,15 @@ async fn requests_answer_503_while_the_database_is_unreachable_and_recover_after
     let (server, proxy) = server_behind_proxy().await;
     server.create_bucket("docs", false).await;
     let key = server.service_key();
-    let (status, _) = upload(&server, &key, "docs", "before.txt", b"written before".to_vec(), false).await;
+    let (status, _) = upload(
+        &server,
+        &key,
+        "docs",
+        "before.txt",
+        b"written before".to_vec(),
+        false,
+    )
+    .await;
     assert_eq!(status, 200);
 
     proxy.set_up(false);
@@ -174,10 +182,17 @@ async fn requests_answer_503_while_the_database_is_unreachable_and_recover_after
             "bucket",
             server.request(reqwest::Method::GET, "/bucket/docs", Some(&key)),
         ),
-        ("health", server.request(reqwest::Method::GET, "/health", None)),
+        (
+            "health",
+            server.request(reqwest::Method::GET, "/health", None),
+        ),
     ];
     for (what, request) in checks {
-        assert_eq!(status_of(request).await, 503, "{what} while the database is gone");
+        assert_eq!(
+            status_of(request).await,
+            503,
+            "{what} while the database is gone"
+        );
     }
 
     // Back: the server recovers by itself (its pool drops the dead connections and makes new
@@ -194,7 +209,15 @@ async fn requests_answer_503_while_the_database_is_unreachable_and_recover_after
         assert!(Instant::now() < deadline, "the server never recovered");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (status, _) = upload(&server, &key, "docs", "after.txt", b"written after".to_vec(), false).await;
+    let (status, _) = upload(
+        &server,
+        &key,
+        "docs",
+        "after.txt",
+        b"written after".to_vec(),
+        false,
+    )
+    .await;
     assert_eq!(status, 200);
     let (status, _) = download(&server, &key, "docs", "during.txt").await;
     assert_eq!(status, 404, "the upload answered 503 wrote nothing");
@@ -208,7 +231,15 @@ async fn a_database_that_refuses_writes_as_read_only_answers_503() {
     let server = TestServer::start().await;
     server.create_bucket("docs", false).await;
     let key = server.service_key();
-    let (status, _) = upload(&server, &key, "docs", "before.txt", b"before".to_vec(), false).await;
+    let (status, _) = upload(
+        &server,
+        &key,
+        "docs",
+        "before.txt",
+        b"before".to_vec(),
+        false,
+    )
+    .await;
     assert_eq!(status, 200);
     // What a hot standby does to every transaction, for this database's request role only.
     server
@@ -229,10 +260,21 @@ async fn a_database_that_refuses_writes_as_read_only_answers_503() {
     // The pool notices the terminated connections on their next use (503 as well).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) =
-            upload(&server, &key, "docs", "during.txt", b"during".to_vec(), false).await;
+        let (status, body) = upload(
+            &server,
+            &key,
+            "docs",
+            "during.txt",
+            b"during".to_vec(),
+            false,
+        )
+        .await;
         assert_eq!(status, 503, "{body}");
-        if body["message"].as_str().unwrap_or_default().contains("no writes") {
+        if body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no writes")
+        {
             break;
         }
         assert!(Instant::now() < deadline, "{body}");

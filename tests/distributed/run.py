@@ -588,6 +588,15 @@ def main():
         faults["PostgreSQL failover"] = (begun, promoted + 15)
         at(DURATION * 0.7)
         race(servers, stats, races, 3)
+        store_fault = os.environ.get("DIST_STORE_FAULT")
+        if store_fault:
+            # With a distributed store (DIST_S3_*): e.g. a command that kills one of its nodes
+            # and starts it again. Reads must still never return a wrong body.
+            at(DURATION * 0.8)
+            log(f"fault: {store_fault}")
+            begun = time.monotonic()
+            subprocess.run(store_fault, shell=True, check=True)
+            faults["store node restarted"] = (begun, time.monotonic() + 5)
         at(DURATION)
         stop.set()
         for worker in workers:
