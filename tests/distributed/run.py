@@ -191,9 +191,15 @@ class Server:
         self.process = None
 
     def start(self):
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self):
         self.process = subprocess.Popen(
             self.args, stdout=open(os.path.join(WORK, f"server{self.index}.log"), "a"),
             stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "warn"})
+
+    def wait_ready(self):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -550,7 +556,9 @@ def main():
                     "grant anon, authenticated, service_role to pgstorage_request")
         servers = [Server(i, admin_url, request_url, store) for i in range(3)]
         for server in servers:
-            server.start()
+            server.spawn()
+        for server in servers:
+            server.wait_ready()
         log(f"servers on {', '.join(s.url for s in servers)}; store {store['endpoint']}")
         response = requests.post(f"{servers[0].url}/bucket", headers=SERVICE,
                                  json={"name": BUCKET})
