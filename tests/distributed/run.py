@@ -141,10 +141,20 @@ def database_url(primary, standby, user):
 
 def start_store():
     if os.environ.get("DIST_S3_ENDPOINT"):
-        return None, {"endpoint": os.environ["DIST_S3_ENDPOINT"],
-                      "key": os.environ["DIST_S3_KEY"], "secret": os.environ["DIST_S3_SECRET"],
-                      "bucket": os.environ["DIST_S3_BUCKET"],
-                      "region": os.environ.get("DIST_S3_REGION", "garage")}
+        store = {"endpoint": os.environ["DIST_S3_ENDPOINT"],
+                 "key": os.environ["DIST_S3_KEY"], "secret": os.environ["DIST_S3_SECRET"],
+                 "bucket": os.environ["DIST_S3_BUCKET"],
+                 "region": os.environ.get("DIST_S3_REGION", "garage")}
+        client = store_client(store)
+        # A fresh bucket each run, so the orphan check sees only this run's keys.
+        try:
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=store["bucket"]):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    client.delete_objects(Bucket=store["bucket"], Delete={"Objects": keys})
+        except client.exceptions.NoSuchBucket:
+            client.create_bucket(Bucket=store["bucket"])
+        return None, store
     port = free_port()
     moto = subprocess.Popen([os.environ["MOTO_SERVER"], "-H", "127.0.0.1", "-p", str(port)],
                             stdout=open(os.path.join(WORK, "moto.log"), "w"),
@@ -586,14 +596,14 @@ def main():
 
         at(DURATION * 0.4)
         log("fault: primary stopped (immediate), standby promoted")
-        begun = time.monotonic()
+        stopped = time.monotonic()
         primary.stop("immediate")
         race(servers, stats, races, 2)
         time.sleep(1)
         standby.promote()
         promoted = time.monotonic()
-        log(f"standby promoted {promoted - begun:.2f}s after the primary stopped")
-        faults["PostgreSQL failover"] = (begun, promoted + 15)
+        log(f"standby promoted {promoted - stopped:.2f}s after the primary stopped")
+        faults["PostgreSQL failover"] = (stopped, promoted + 15)
         at(DURATION * 0.7)
         race(servers, stats, races, 3)
         store_fault = os.environ.get("DIST_STORE_FAULT")
@@ -612,7 +622,7 @@ def main():
         load_seconds = time.monotonic() - load_start
         log("load finished; checking invariants")
         check(primary, standby, servers, store, ledger, stats, races)
-        report(stats, faults, load_seconds, promoted - begun)
+        report(stats, faults, load_seconds, promoted - stopped)
         if stats.violations:
             print(f"\n{len(stats.violations)} violations:")
             for v in stats.violations[:50]:
