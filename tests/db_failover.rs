@@ -10,11 +10,14 @@
 mod common;
 mod object_helpers;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Options, TestDb, TestServer};
 use object_helpers::{download, upload};
-use tokio::io::{AsyncRead, AsyncWrite, copy_bidirectional};
+use sha2::Digest;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::watch;
 use tokio_postgres::config::Host;
@@ -23,6 +26,10 @@ use tokio_postgres::config::Host;
 struct Proxy {
     port: u16,
     up: watch::Sender<bool>,
+    /// Bytes that, once a client sends them, make its connection deaf: what the client sends
+    /// still reaches the database, nothing comes back, and the connection is cut a moment later
+    /// (a primary that commits and dies before its answer leaves).
+    deaf_after: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 enum Target {
@@ -35,7 +42,9 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (up, watcher) = watch::channel(true);
-        let target = std::sync::Arc::new(target);
+        let target = Arc::new(target);
+        let deaf_after = Arc::new(Mutex::new(None));
+        let trigger = deaf_after.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
@@ -43,6 +52,7 @@ impl Proxy {
                 };
                 let mut watcher = watcher.clone();
                 let target = target.clone();
+                let trigger = trigger.clone();
                 tokio::spawn(async move {
                     if !*watcher.borrow_and_update() {
                         return; // refused: closed at once
@@ -57,19 +67,27 @@ impl Proxy {
                     match &*target {
                         Target::Unix(path) => {
                             if let Ok(server) = UnixStream::connect(path).await {
-                                pass(client, server, cut).await;
+                                pass(client, server, cut, trigger).await;
                             }
                         }
                         Target::Tcp(address) => {
                             if let Ok(server) = TcpStream::connect(address).await {
-                                pass(client, server, cut).await;
+                                pass(client, server, cut, trigger).await;
                             }
                         }
                     }
                 });
             }
         });
-        Self { port, up }
+        Self {
+            port,
+            up,
+            deaf_after,
+        }
+    }
+
+    fn deaf_after(&self, bytes: Option<Vec<u8>>) {
+        *self.deaf_after.lock().unwrap() = bytes;
     }
 
     fn set_up(&self, up: bool) {
@@ -77,14 +95,57 @@ impl Proxy {
     }
 }
 
-/// Passes bytes both ways until either side closes or `cut` fires (then both are dropped).
+/// Passes bytes both ways until either side closes or `cut` fires (then both are dropped), or
+/// the connection turns deaf (see [`Proxy::deaf_after`]).
 async fn pass(
-    mut client: TcpStream,
-    mut server: impl AsyncRead + AsyncWrite + Unpin,
+    client: TcpStream,
+    server: impl AsyncRead + AsyncWrite,
     cut: impl std::future::Future<Output = ()>,
+    trigger: Arc<Mutex<Option<Vec<u8>>>>,
 ) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = tokio::io::split(server);
+    let deaf = AtomicBool::new(false);
+    let to_server = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let pattern = trigger.lock().unwrap().clone();
+            if let Some(pattern) = pattern
+                && buf[..n]
+                    .windows(pattern.len())
+                    .any(|w| w == pattern.as_slice())
+            {
+                deaf.store(true, Ordering::SeqCst);
+            }
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let to_client = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match server_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if deaf.load(Ordering::SeqCst) {
+                // Give the database time to finish what it was sent, then cut.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return;
+            }
+            if client_write.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
     tokio::select! {
-        _ = copy_bidirectional(&mut client, &mut server) => {}
+        _ = to_server => {}
+        _ = to_client => {}
         _ = cut => {}
     }
 }
@@ -221,6 +282,36 @@ async fn requests_answer_503_while_the_database_is_unreachable_and_recover_after
     assert_eq!(status, 200);
     let (status, _) = download(&server, &key, "docs", "during.txt").await;
     assert_eq!(status, 404, "the upload answered 503 wrote nothing");
+}
+
+/// The connection drops after the database received the commit of an upload's row but before
+/// its answer came back (a primary stopped just then, its synchronous standby promoted with the
+/// commit): the client gets 503, and the object, which exists, keeps its bytes. Deleting them
+/// on the 503 would leave a row without bytes.
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_keeps_its_bytes() {
+    let (server, proxy) = server_behind_proxy().await;
+    server.create_bucket("docs", false).await;
+    let key = server.service_key();
+    let body = b"committed, but the answer was lost".to_vec();
+    // The row's metadata carries the body's sha256: only the commit sends it.
+    let digest = hex::encode(sha2::Sha256::digest(&body));
+    proxy.deaf_after(Some(digest.into_bytes()));
+    let (status, answer) = upload(&server, &key, "docs", "lost.txt", body.clone(), false).await;
+    assert_eq!(status, 503, "{answer}");
+    proxy.deaf_after(None);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, got) = download(&server, &key, "docs", "lost.txt").await;
+        if status != 503 {
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&got));
+            assert_eq!(got, body);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A server whose URL reaches a standby (one host that was demoted, or a URL without
