@@ -55,15 +55,22 @@ def run(args, **kwargs):
 # PostgreSQL: a primary and a synchronous streaming standby, both on loopback.
 # ---------------------------------------------------------------------------------------------
 
-def pg_bin(name):
-    found = shutil.which(name)
+def pg_bindir():
+    """The server's own directory, so that every tool (pg_basebackup, psql) is of its version."""
+    found = shutil.which("initdb")
     if found:
-        return found
-    for version in sorted(os.listdir("/usr/lib/postgresql"), reverse=True):
-        path = f"/usr/lib/postgresql/{version}/bin/{name}"
-        if os.path.exists(path):
-            return path
-    raise SystemExit(f"{name} not found: install the PostgreSQL server binaries")
+        return os.path.dirname(os.path.realpath(found))
+    if os.path.isdir("/usr/lib/postgresql"):
+        versions = [v for v in os.listdir("/usr/lib/postgresql") if v.isdigit()]
+        for version in sorted(versions, key=int, reverse=True):
+            if os.path.exists(f"/usr/lib/postgresql/{version}/bin/initdb"):
+                return f"/usr/lib/postgresql/{version}/bin"
+    raise SystemExit("initdb not found: install the PostgreSQL server binaries")
+
+
+def pg_bin(name):
+    path = os.path.join(pg_bindir(), name)
+    return path if os.path.exists(path) else (shutil.which(name) or path)
 
 
 def as_postgres(args):
