@@ -146,8 +146,20 @@ impl From<DbError> for Error {
             }
             SqlState::TOO_MANY_CONNECTIONS
             | SqlState::ADMIN_SHUTDOWN
+            | SqlState::CRASH_SHUTDOWN
             | SqlState::CANNOT_CONNECT_NOW
-            | SqlState::QUERY_CANCELED => Error::Unavailable("database unavailable; retry".into()),
+            | SqlState::IDLE_SESSION_TIMEOUT
+            | SqlState::QUERY_CANCELED
+            | SqlState::CONNECTION_EXCEPTION
+            | SqlState::CONNECTION_FAILURE => {
+                Error::Unavailable("database unavailable; retry".into())
+            }
+            // A standby (or a primary being demoted during a failover) refuses writes: the
+            // database is there but cannot take this request until a primary is reachable.
+            SqlState::READ_ONLY_SQL_TRANSACTION => {
+                tracing::warn!("the database refused a write as read-only (a standby?)");
+                Error::Unavailable("database unavailable: it accepts no writes now; retry".into())
+            }
             _ => Error::Internal(anyhow::Error::new(error)),
         }
     }

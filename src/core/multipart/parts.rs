@@ -302,7 +302,7 @@ impl Storage {
         match recorded {
             Ok(part) => Ok(part),
             Err(error) => {
-                self.discard(&key).await;
+                self.discard_after_commit(&key, &error).await;
                 Err(error)
             }
         }

@@ -173,7 +173,7 @@ impl Storage {
             {
                 Ok(id) => (id, key),
                 Err(error) => {
-                    self.discard(&key).await;
+                    self.discard_after_commit(&key, &error).await;
                     return Err(error);
                 }
             }

@@ -185,7 +185,7 @@ impl Storage {
                 measured: Some(measured),
             }),
             Err(error) => {
-                self.discard(&key).await;
+                self.discard_after_commit(&key, &error).await;
                 Err(error)
             }
         }
@@ -395,6 +395,20 @@ impl Storage {
     pub(in crate::core) async fn discard_after(&self, key: &str, error: &Error) {
         if let Error::Unavailable(reason) = error {
             tracing::warn!(key, %reason, "a write failed in the byte store; the collector will free its key");
+            return;
+        }
+        self.discard(key).await;
+    }
+
+    /// Frees a staged key after its row's commit failed with `error`, unless the commit may
+    /// have happened: a connection lost while COMMIT was on its way (a primary stopped, then
+    /// its synchronous standby promoted with the commit) answers Unavailable although the row
+    /// exists and names the key. Then the key stays staged: a commit removed it from the
+    /// journal and the collector never sees it; otherwise the collector frees it once its
+    /// lease has run out.
+    pub(in crate::core) async fn discard_after_commit(&self, key: &str, error: &Error) {
+        if let Error::Unavailable(reason) = error {
+            tracing::warn!(key, %reason, "a commit's outcome is unknown; its key stays staged for the collector");
             return;
         }
         self.discard(key).await;
