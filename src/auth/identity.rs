@@ -49,14 +49,15 @@ impl Identity {
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     keys: JwtKeys,
-    allowed_roles: Vec<String>,
+    /// Shared, not copied: every request's handler clones the authenticator.
+    allowed_roles: std::sync::Arc<[String]>,
 }
 
 impl Authenticator {
     pub fn new(keys: JwtKeys, allowed_roles: Vec<String>) -> Self {
         Self {
             keys,
-            allowed_roles,
+            allowed_roles: allowed_roles.into(),
         }
     }
 

@@ -70,8 +70,13 @@ pub(super) fn claims_object(claims: Value) -> Result<Map<String, Value>, AuthErr
 
 /// Keys for verifying request tokens and minting the server's own: the HS256 secret, and
 /// optionally the public keys of a JWKS for tokens signed elsewhere.
+/// Cheap to clone (every request's handler holds one): the keys sit behind one `Arc`.
 #[derive(Clone)]
-pub struct JwtKeys {
+pub struct JwtKeys(Arc<Keys>);
+
+#[derive(Clone)]
+/// What a [`JwtKeys`] holds.
+pub struct Keys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -95,6 +100,14 @@ pub enum SignedBy {
     Database,
 }
 
+impl std::ops::Deref for JwtKeys {
+    type Target = Keys;
+
+    fn deref(&self) -> &Keys {
+        &self.0
+    }
+}
+
 impl std::fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("JwtKeys(..)")
@@ -108,7 +121,7 @@ impl JwtKeys {
             &hmac::Key::new(hmac::HMAC_SHA256, secret),
             DATABASE_SIGNING_CONTEXT,
         );
-        Self {
+        Self(Arc::new(Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation: validation(Algorithm::HS256),
@@ -116,7 +129,7 @@ impl JwtKeys {
             database_key: Arc::new(derived.as_ref().to_vec()),
             database_decoding: DecodingKey::from_secret(derived.as_ref()),
             verified: Arc::default(),
-        }
+        }))
     }
 
     /// The HS256 key the database signs download URLs with: HMAC-SHA256(secret, a fixed
@@ -150,7 +163,7 @@ impl JwtKeys {
 
     /// Also accepts request tokens signed with one of `jwks`'s keys.
     pub fn with_jwks(mut self, jwks: JwkKeySet) -> Self {
-        self.jwks = Some(Arc::new(jwks));
+        Arc::make_mut(&mut self.0).jwks = Some(Arc::new(jwks));
         self
     }
 

@@ -94,9 +94,10 @@ impl ObjectRow {
 
     /// The server-written metadata, typed (missing fields are `None`).
     pub fn system_metadata(&self) -> ObjectMetadata {
+        // Read from the borrowed value: no copy of the JSON tree per request.
         self.metadata
-            .clone()
-            .and_then(|m| serde_json::from_value(m).ok())
+            .as_ref()
+            .and_then(|m| serde::Deserialize::deserialize(m).ok())
             .unwrap_or_default()
     }
 
