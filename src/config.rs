@@ -395,6 +395,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Parses a switch: `on`/`off` (also `true`/`false`, `yes`/`no`, `1`/`0`).
+pub fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("'{text}' is not on or off")),
+    }
+}
+
 /// Parses a duration such as `3600`, `30s`, `15m`, `1h`, `7d` or `10y` (365 days).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
@@ -519,6 +528,11 @@ pub struct TransformArgs {
     /// Longest wait for a turn (e.g. 30s).
     #[arg(long, env = "PGSTORAGE_TRANSFORM_QUEUE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub transform_queue_timeout: std::time::Duration,
+
+    /// Keep renditions in the byte store and serve them from there next time (on or off).
+    /// They are freed with their object (overwrite, delete).
+    #[arg(long, env = "PGSTORAGE_TRANSFORM_CACHE", default_value = "on", value_parser = parse_on_off)]
+    pub transform_cache: bool,
 }
 
 impl TransformArgs {
@@ -533,6 +547,7 @@ impl TransformArgs {
                 .max(1),
             queue: self.transform_queue.unwrap_or(defaults.queue),
             queue_timeout: self.transform_queue_timeout,
+            cache: self.transform_cache,
         }
     }
 }

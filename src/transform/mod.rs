@@ -36,6 +36,9 @@ pub struct TransformConfig {
     pub queue: usize,
     /// How long a request waits for its turn before it is refused.
     pub queue_timeout: Duration,
+    /// Whether renditions are kept in the byte store and served from there next time
+    /// ([`crate::core::renditions`]).
+    pub cache: bool,
 }
 
 impl Default for TransformConfig {
@@ -47,6 +50,7 @@ impl Default for TransformConfig {
             concurrency: cores,
             queue: cores * 8,
             queue_timeout: Duration::from_secs(30),
+            cache: true,
         }
     }
 }
