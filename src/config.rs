@@ -533,6 +533,11 @@ pub struct TransformArgs {
     /// They are freed with their object (overwrite, delete).
     #[arg(long, env = "PGSTORAGE_TRANSFORM_CACHE", default_value = "on", value_parser = parse_on_off)]
     pub transform_cache: bool,
+
+    /// Memory that image transformations running at once may use together (e.g. 160MiB), as
+    /// estimated from each source's header; work that would exceed it waits for its turn.
+    #[arg(long, env = "PGSTORAGE_TRANSFORM_MEMORY", default_value = "160MiB", value_parser = parse_size)]
+    pub transform_memory: u64,
 }
 
 impl TransformArgs {
@@ -548,6 +553,7 @@ impl TransformArgs {
             queue: self.transform_queue.unwrap_or(defaults.queue),
             queue_timeout: self.transform_queue_timeout,
             cache: self.transform_cache,
+            memory: self.transform_memory,
         }
     }
 }

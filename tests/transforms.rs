@@ -407,6 +407,55 @@ fn rotated_jpeg() -> Vec<u8> {
     out
 }
 
+/// A large photo rendered small is decoded at a reduced DCT scale: same geometry and colours
+/// as a full decode (a baseline and a progressive JPEG, colour and grey).
+#[tokio::test]
+async fn large_jpegs_render_small_from_a_scaled_decode() {
+    let server = TestServer::start().await;
+    server.create_bucket("img", false).await;
+    let key = server.service_key();
+    let photo = RgbImage::from_fn(1600, 1000, |x, _| {
+        if x < 800 {
+            Rgb([230, 20, 20])
+        } else {
+            Rgb([20, 20, 230])
+        }
+    });
+    let jpeg = encode(&DynamicImage::ImageRgb8(photo.clone()), ImageFormat::Jpeg);
+    let grey = encode(
+        &DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(photo).to_luma8()),
+        ImageFormat::Jpeg,
+    );
+    for (name, body) in [("photo.jpg", jpeg), ("grey.jpg", grey)] {
+        let (status, answer) = upload(&server, &key, "img", name, body, false).await;
+        assert_eq!(status, 200, "{answer}");
+        for (query, want) in [
+            ("width=200", (200, 125)),
+            ("width=150&height=150", (150, 150)),
+            ("height=100&width=400&resize=fill", (400, 100)),
+            ("width=700", (700, 438)),
+        ] {
+            let (status, _, body) = get(
+                &server,
+                Some(&key),
+                &format!("/render/image/authenticated/img/{name}?{query}&format=png"),
+            )
+            .await;
+            assert_eq!(status, 200, "{name} {query}");
+            let image = decoded(&body).to_rgb8();
+            assert_eq!(image.dimensions(), want, "{name} {query}");
+            let (w, h) = want;
+            let (left, right) = (image.get_pixel(w / 8, h / 2), image.get_pixel(w - w / 8, h / 2));
+            if name == "photo.jpg" {
+                assert!(left[0] > 200 && left[2] < 60, "{name} {query} {left:?}");
+                assert!(right[2] > 200 && right[0] < 60, "{name} {query} {right:?}");
+            } else {
+                assert!(left[0].abs_diff(right[0]) < 80, "{name} {query}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn hostile_and_unusual_sources() {
     let options = Options {
@@ -520,6 +569,10 @@ async fn hostile_and_unusual_sources() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(decoded(&body).dimensions(), (20, 40));
     assert!(!body.windows(4).any(|w| w == b"Exif"));
+    // Also when the JPEG is decoded at a reduced scale (the output is half its size or less).
+    let (status, _, body) = get(&server, Some(&key), &render("turned.jpg", "width=10")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(decoded(&body).dimensions(), (10, 20));
 
     // CMYK JPEG: the `image` crate cannot write one, so it is not generated here.
 }
