@@ -445,7 +445,10 @@ async fn large_jpegs_render_small_from_a_scaled_decode() {
             let image = decoded(&body).to_rgb8();
             assert_eq!(image.dimensions(), want, "{name} {query}");
             let (w, h) = want;
-            let (left, right) = (image.get_pixel(w / 8, h / 2), image.get_pixel(w - w / 8, h / 2));
+            let (left, right) = (
+                image.get_pixel(w / 8, h / 2),
+                image.get_pixel(w - w / 8, h / 2),
+            );
             if name == "photo.jpg" {
                 assert!(left[0] > 200 && left[2] < 60, "{name} {query} {left:?}");
                 assert!(right[2] > 200 && right[0] < 60, "{name} {query} {right:?}");
@@ -573,8 +576,61 @@ async fn hostile_and_unusual_sources() {
     let (status, _, body) = get(&server, Some(&key), &render("turned.jpg", "width=10")).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(decoded(&body).dimensions(), (10, 20));
+}
 
-    // CMYK JPEG: the `image` crate cannot write one, so it is not generated here.
+/// A CMYK JPEG (and its YCCK form), as Photoshop writes them (Adobe marker, inverted values):
+/// rendered in RGB with the right colours. Left half white (no ink), right half cyan.
+#[tokio::test]
+async fn cmyk_and_ycck_jpegs_render_in_rgb() {
+    let server = TestServer::start().await;
+    server.create_bucket("img", false).await;
+    let key = server.service_key();
+    let (width, height) = (64u16, 32u16);
+    let mut cmyk = Vec::new();
+    for _ in 0..height {
+        for x in 0..width {
+            cmyk.extend_from_slice(if x < width / 2 {
+                &[0, 0, 0, 0]
+            } else {
+                &[255, 0, 0, 0]
+            });
+        }
+    }
+    for (name, color) in [
+        ("cmyk.jpg", jpeg_encoder::ColorType::Cmyk),
+        ("ycck.jpg", jpeg_encoder::ColorType::CmykAsYcck),
+    ] {
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 95)
+            .encode(&cmyk, width, height, color)
+            .unwrap();
+        assert!(jpeg.windows(5).any(|w| w == b"Adobe"));
+        let (status, answer) = upload(&server, &key, "img", name, jpeg, false).await;
+        assert_eq!(status, 200, "{answer}");
+        for query in ["width=32&format=png", "width=16&format=png"] {
+            let (status, headers, body) = get(
+                &server,
+                Some(&key),
+                &format!("/render/image/authenticated/img/{name}?{query}"),
+            )
+            .await;
+            assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+            assert_eq!(headers[CONTENT_TYPE], "image/png");
+            let image = decoded(&body).to_rgb8();
+            let (w, h) = image.dimensions();
+            assert_eq!(w * 2, h * 4, "{name} {query}");
+            let white = image.get_pixel(w / 8, h / 2);
+            let cyan = image.get_pixel(w - w / 8, h / 2);
+            assert!(
+                white.0.iter().all(|&c| c > 220),
+                "{name} {query}: {white:?}"
+            );
+            assert!(
+                cyan[0] < 60 && cyan[1] > 180 && cyan[2] > 180,
+                "{name} {query}: {cyan:?}"
+            );
+        }
+    }
 }
 
 // ---- The rendition cache (docs/transforms.md, "Caching") ----

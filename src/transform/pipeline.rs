@@ -142,7 +142,10 @@ pub fn inspect(
                 jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
             );
             if plain && needed <= 0.5 {
-                let (tw, th) = ((f64::from(ow) * needed).ceil(), (f64::from(oh) * needed).ceil());
+                let (tw, th) = (
+                    (f64::from(ow) * needed).ceil(),
+                    (f64::from(oh) * needed).ceil(),
+                );
                 let (tw, th) = if swapped { (th, tw) } else { (tw, th) };
                 let target = (tw.clamp(1.0, 65535.0) as u16, th.clamp(1.0, 65535.0) as u16);
                 if let Ok((sw, sh)) = jpeg.scale(target.0, target.1) {
@@ -427,9 +430,8 @@ mod tests {
     }
 
     fn jpeg(width: u32, height: u32) -> Vec<u8> {
-        let image = image::RgbImage::from_fn(width, height, |x, y| {
-            image::Rgb([x as u8, y as u8, 99])
-        });
+        let image =
+            image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 99]));
         let mut out = Cursor::new(Vec::new());
         DynamicImage::ImageRgb8(image)
             .write_to(&mut out, ImageFormat::Jpeg)
