@@ -8,12 +8,14 @@
 #   RUNS=50 bench/transforms.sh
 #
 # Runs the embedded default in a temporary directory, twice over the same data: first with
-# --transform-cache off (every request renders), then on. Needs curl, ImageMagick's `convert`
-# (to make the sources) and the PostgreSQL binaries.
+# --transform-cache off (every request renders), then on. Needs curl, the PostgreSQL binaries
+# and a Python with Pillow to make the sources (PYTHON=..., e.g. a virtualenv with
+# `pip install pillow`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-30}
 BIN=${BIN:-target/release/pgstorage}
+PYTHON=${PYTHON:-python3}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/pgstorage-bench.XXXXXX)
@@ -37,9 +39,25 @@ start() {
 rss() { awk -v f="$1" '$1 == f":" {print $2}' "/proc/$pid/status"; }
 
 echo "making sources..." >&2
-convert -size 6000x4000 gradient:tomato-steelblue -attenuate 0.4 +noise Gaussian -quality 85 "$work/24mp.jpg"
-convert -size 6000x4000 gradient:tomato-steelblue -depth 8 "$work/24mp.png"
-convert -size 2000x2000 gradient:gold-navy -attenuate 0.4 +noise Gaussian -quality 85 "$work/2000.jpg"
+"$PYTHON" - "$work" <<'PY'
+import random, sys
+from PIL import Image, ImageFilter
+work = sys.argv[1]
+def photo(w, h):
+    # A smooth gradient with noise: compresses like a photograph, not like a flat colour.
+    small = Image.new("RGB", (w // 50, h // 50))
+    small.putdata([(x * 255 // (w // 50), y * 255 // (h // 50), 128)
+                   for y in range(h // 50) for x in range(w // 50)])
+    base = small.resize((w, h), Image.BILINEAR)
+    noise = Image.effect_noise((w, h), 24).convert("RGB")
+    return Image.blend(base, noise, 0.15)
+photo(6000, 4000).save(f"{work}/24mp.jpg", quality=85)
+small = Image.new("RGB", (60, 40))
+small.putdata([(x * 4, y * 6, 200 - x) for y in range(40) for x in range(60)])
+small.resize((6000, 4000), Image.BILINEAR).save(f"{work}/24mp.png", compress_level=6)
+photo(2000, 2000).save(f"{work}/2000.jpg", quality=85)
+PY
+ls -l "$work"/*.jpg "$work"/*.png >&2
 
 start off
 key=$(awk '/service_role key/ {print $3}' "$work/out.log" | tail -1)

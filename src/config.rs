@@ -454,6 +454,30 @@ mod tests {
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("").is_err());
     }
+
+    #[test]
+    fn transform_flags() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            transform: TransformArgs,
+        }
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["pgstorage"];
+            argv.extend_from_slice(args);
+            <Cli as clap::Parser>::try_parse_from(argv).map(|cli| cli.transform.config())
+        };
+        let defaults = parse(&[]).unwrap();
+        assert!(defaults.cache);
+        assert_eq!(defaults.memory, 160 * 1024 * 1024);
+        assert!(!parse(&["--transform-cache", "off"]).unwrap().cache);
+        assert!(parse(&["--transform-cache=on"]).unwrap().cache);
+        assert!(parse(&["--transform-cache", "maybe"]).is_err());
+        assert_eq!(
+            parse(&["--transform-memory", "64MiB"]).unwrap().memory,
+            64 * 1024 * 1024
+        );
+    }
 }
 
 /// The S3-compatible API that pgstorage serves at `/s3` and `/storage/v1/s3` (not to be confused
@@ -531,7 +555,7 @@ pub struct TransformArgs {
 
     /// Keep renditions in the byte store and serve them from there next time (on or off).
     /// They are freed with their object (overwrite, delete).
-    #[arg(long, env = "PGSTORAGE_TRANSFORM_CACHE", default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, env = "PGSTORAGE_TRANSFORM_CACHE", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     pub transform_cache: bool,
 
     /// Memory that image transformations running at once may use together (e.g. 160MiB), as
