@@ -28,7 +28,7 @@ cleanup() { stop; rm -rf "$work"; }
 trap cleanup EXIT
 start() {
   "$BIN" serve --data-dir "$work/data" --port "$port" --gc-interval-seconds 0 \
-    --transform-cache "$1" >>"$work/out.log" 2>>"$work/err.log" &
+    --transform-cache "$1" --transform-queue-timeout 10m >>"$work/out.log" 2>>"$work/err.log" &
   pid=$!
   for _ in $(seq 1 600); do
     curl -fsS "$url/status" >/dev/null 2>&1 && return
