@@ -395,6 +395,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Parses a switch: `on`/`off` (also `true`/`false`, `yes`/`no`, `1`/`0`).
+pub fn parse_on_off(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("'{text}' is not on or off")),
+    }
+}
+
 /// Parses a duration such as `3600`, `30s`, `15m`, `1h`, `7d` or `10y` (365 days).
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
@@ -444,6 +453,30 @@ mod tests {
         assert_eq!(parse_duration("7d").unwrap().as_secs(), 7 * 86_400);
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn transform_flags() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            transform: TransformArgs,
+        }
+        let parse = |args: &[&str]| {
+            let mut argv = vec!["pgstorage"];
+            argv.extend_from_slice(args);
+            <Cli as clap::Parser>::try_parse_from(argv).map(|cli| cli.transform.config())
+        };
+        let defaults = parse(&[]).unwrap();
+        assert!(defaults.cache);
+        assert_eq!(defaults.memory, 160 * 1024 * 1024);
+        assert!(!parse(&["--transform-cache", "off"]).unwrap().cache);
+        assert!(parse(&["--transform-cache=on"]).unwrap().cache);
+        assert!(parse(&["--transform-cache", "maybe"]).is_err());
+        assert_eq!(
+            parse(&["--transform-memory", "64MiB"]).unwrap().memory,
+            64 * 1024 * 1024
+        );
     }
 }
 
@@ -519,6 +552,16 @@ pub struct TransformArgs {
     /// Longest wait for a turn (e.g. 30s).
     #[arg(long, env = "PGSTORAGE_TRANSFORM_QUEUE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub transform_queue_timeout: std::time::Duration,
+
+    /// Keep renditions in the byte store and serve them from there next time (on or off).
+    /// They are freed with their object (overwrite, delete).
+    #[arg(long, env = "PGSTORAGE_TRANSFORM_CACHE", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
+    pub transform_cache: bool,
+
+    /// Memory that image transformations running at once may use together (e.g. 160MiB), as
+    /// estimated from each source's header; work that would exceed it waits for its turn.
+    #[arg(long, env = "PGSTORAGE_TRANSFORM_MEMORY", default_value = "160MiB", value_parser = parse_size)]
+    pub transform_memory: u64,
 }
 
 impl TransformArgs {
@@ -533,6 +576,8 @@ impl TransformArgs {
                 .max(1),
             queue: self.transform_queue.unwrap_or(defaults.queue),
             queue_timeout: self.transform_queue_timeout,
+            cache: self.transform_cache,
+            memory: self.transform_memory,
         }
     }
 }

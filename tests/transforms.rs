@@ -14,7 +14,7 @@ use image::{
     Delay, DynamicImage, Frame, GenericImageView, ImageBuffer, ImageFormat, Rgb, RgbImage, Rgba,
     RgbaImage,
 };
-use object_helpers::{call, upload};
+use object_helpers::{call, journal, row, upload};
 use pgstorage::transform::TransformConfig;
 use reqwest::Method;
 use reqwest::header::{
@@ -407,6 +407,58 @@ fn rotated_jpeg() -> Vec<u8> {
     out
 }
 
+/// A large photo rendered small is decoded at a reduced DCT scale: same geometry and colours
+/// as a full decode (a baseline and a progressive JPEG, colour and grey).
+#[tokio::test]
+async fn large_jpegs_render_small_from_a_scaled_decode() {
+    let server = TestServer::start().await;
+    server.create_bucket("img", false).await;
+    let key = server.service_key();
+    let photo = RgbImage::from_fn(1600, 1000, |x, _| {
+        if x < 800 {
+            Rgb([230, 20, 20])
+        } else {
+            Rgb([20, 20, 230])
+        }
+    });
+    let jpeg = encode(&DynamicImage::ImageRgb8(photo.clone()), ImageFormat::Jpeg);
+    let grey = encode(
+        &DynamicImage::ImageLuma8(DynamicImage::ImageRgb8(photo).to_luma8()),
+        ImageFormat::Jpeg,
+    );
+    for (name, body) in [("photo.jpg", jpeg), ("grey.jpg", grey)] {
+        let (status, answer) = upload(&server, &key, "img", name, body, false).await;
+        assert_eq!(status, 200, "{answer}");
+        for (query, want) in [
+            ("width=200", (200, 125)),
+            ("width=150&height=150", (150, 150)),
+            ("height=100&width=400&resize=fill", (400, 100)),
+            ("width=700", (700, 438)),
+        ] {
+            let (status, _, body) = get(
+                &server,
+                Some(&key),
+                &format!("/render/image/authenticated/img/{name}?{query}&format=png"),
+            )
+            .await;
+            assert_eq!(status, 200, "{name} {query}");
+            let image = decoded(&body).to_rgb8();
+            assert_eq!(image.dimensions(), want, "{name} {query}");
+            let (w, h) = want;
+            let (left, right) = (
+                image.get_pixel(w / 8, h / 2),
+                image.get_pixel(w - w / 8, h / 2),
+            );
+            if name == "photo.jpg" {
+                assert!(left[0] > 200 && left[2] < 60, "{name} {query} {left:?}");
+                assert!(right[2] > 200 && right[0] < 60, "{name} {query} {right:?}");
+            } else {
+                assert!(left[0].abs_diff(right[0]) < 80, "{name} {query}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn hostile_and_unusual_sources() {
     let options = Options {
@@ -520,6 +572,452 @@ async fn hostile_and_unusual_sources() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     assert_eq!(decoded(&body).dimensions(), (20, 40));
     assert!(!body.windows(4).any(|w| w == b"Exif"));
+    // Also when the JPEG is decoded at a reduced scale (the output is half its size or less).
+    let (status, _, body) = get(&server, Some(&key), &render("turned.jpg", "width=10")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(decoded(&body).dimensions(), (10, 20));
+}
 
-    // CMYK JPEG: the `image` crate cannot write one, so it is not generated here.
+/// A CMYK JPEG (and its YCCK form), as Photoshop writes them (Adobe marker, inverted values):
+/// rendered in RGB with the right colours. Left half white (no ink), right half cyan.
+#[tokio::test]
+async fn cmyk_and_ycck_jpegs_render_in_rgb() {
+    let server = TestServer::start().await;
+    server.create_bucket("img", false).await;
+    let key = server.service_key();
+    let (width, height) = (64u16, 32u16);
+    let mut cmyk = Vec::new();
+    for _ in 0..height {
+        for x in 0..width {
+            cmyk.extend_from_slice(if x < width / 2 {
+                &[0, 0, 0, 0]
+            } else {
+                &[255, 0, 0, 0]
+            });
+        }
+    }
+    for (name, color) in [
+        ("cmyk.jpg", jpeg_encoder::ColorType::Cmyk),
+        ("ycck.jpg", jpeg_encoder::ColorType::CmykAsYcck),
+    ] {
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 95)
+            .encode(&cmyk, width, height, color)
+            .unwrap();
+        assert!(jpeg.windows(5).any(|w| w == b"Adobe"));
+        let (status, answer) = upload(&server, &key, "img", name, jpeg, false).await;
+        assert_eq!(status, 200, "{answer}");
+        for query in ["width=32&format=png", "width=16&format=png"] {
+            let (status, headers, body) = get(
+                &server,
+                Some(&key),
+                &format!("/render/image/authenticated/img/{name}?{query}"),
+            )
+            .await;
+            assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+            assert_eq!(headers[CONTENT_TYPE], "image/png");
+            let image = decoded(&body).to_rgb8();
+            let (w, h) = image.dimensions();
+            assert_eq!(w * 2, h * 4, "{name} {query}");
+            let white = image.get_pixel(w / 8, h / 2);
+            let cyan = image.get_pixel(w - w / 8, h / 2);
+            assert!(
+                white.0.iter().all(|&c| c > 220),
+                "{name} {query}: {white:?}"
+            );
+            assert!(
+                cyan[0] < 60 && cyan[1] > 180 && cyan[2] > 180,
+                "{name} {query}: {cyan:?}"
+            );
+        }
+    }
+}
+
+// ---- The rendition cache (docs/transforms.md, "Caching") ----
+
+/// The cached renditions, as (key, variant), from the server's own table.
+async fn renditions(server: &TestServer) -> Vec<(String, String)> {
+    server
+        .db
+        .admin_client()
+        .await
+        .query(
+            "select key, variant from storage.renditions order by created_at, key",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Waits until `count` renditions are recorded and no key is staged (the cache is written
+/// after the response, off its path), then returns them.
+async fn settled_renditions(server: &TestServer, count: usize) -> Vec<(String, String)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let found = renditions(server).await;
+        let staged = journal(server)
+            .await
+            .iter()
+            .filter(|(_, state)| state == "staged")
+            .count();
+        if found.len() == count && staged == 0 {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "renditions {found:?}, {staged} staged"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn collect(server: &TestServer) {
+    server
+        .storage
+        .collect_garbage(std::time::Duration::ZERO)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_rendition_is_cached_then_freed_by_an_overwrite() {
+    let server = server_with(Options::default(), "two.png", two_tone_png()).await;
+    let key = server.service_key();
+    let path = "/render/image/authenticated/img/two.png?width=100&format=webp";
+    let (status, first_headers, first) = get(&server, Some(&key), path).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&first));
+    let cached = settled_renditions(&server, 1).await;
+    let (rendition_key, variant) = &cached[0];
+    assert_eq!(
+        variant,
+        "width=100&resize=cover&quality=80&format=webp|webp"
+    );
+    assert!(server.key_exists(rendition_key).await);
+    assert_eq!(server.stored_keys().await, 2);
+
+    // The next request is served from the cache, without the source: remove the source's
+    // bytes from the store behind the server's back, and the rendition still comes, byte for
+    // byte, with the same headers (a render would now fail).
+    let source = row(&server, "img", "two.png")
+        .await
+        .unwrap()
+        .version
+        .unwrap();
+    server.store.open().await.delete(&source).await.unwrap();
+    let (status, headers, second) = get(&server, Some(&key), path).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&second));
+    assert_eq!(second, first);
+    for name in [CONTENT_TYPE, ETAG, CACHE_CONTROL, VARY] {
+        assert_eq!(headers[&name], first_headers[&name], "{name}");
+    }
+    assert_eq!(headers["content-length"], first.len().to_string().as_str());
+    // 304 still answers from the tag alone.
+    let response = call(&server, Method::GET, path, Some(&key))
+        .header(IF_NONE_MATCH, &first_headers[ETAG])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 304);
+    // Another variant is not in the cache: it needs the (now missing) source.
+    let (status, _, _) = get(
+        &server,
+        Some(&key),
+        "/render/image/authenticated/img/two.png?width=50&format=webp",
+    )
+    .await;
+    assert_eq!(status, 500);
+
+    // An overwrite releases the rendition with the old bytes; the collector frees both.
+    let (status, answer) = upload(&server, &key, "img", "two.png", two_tone_png(), true).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(renditions(&server).await.is_empty());
+    assert!(
+        journal(&server)
+            .await
+            .contains(&(rendition_key.clone(), "released".into()))
+    );
+    collect(&server).await;
+    assert!(!server.key_exists(rendition_key).await);
+    assert_eq!(server.stored_keys().await, 1);
+    // The new version renders (and caches) afresh, under a new tag.
+    let (status, headers, _) = get(&server, Some(&key), path).await;
+    assert_eq!(status, 200);
+    assert_ne!(headers[ETAG], first_headers[ETAG]);
+    assert_ne!(settled_renditions(&server, 1).await[0].0, *rendition_key);
+}
+
+#[tokio::test]
+async fn deleting_the_object_frees_its_renditions() {
+    let server = server_with(Options::default(), "two.png", two_tone_png()).await;
+    let key = server.service_key();
+    for query in [
+        "width=100",
+        "width=100&format=webp",
+        "height=20&format=jpeg",
+    ] {
+        let (status, _, _) = get(
+            &server,
+            Some(&key),
+            &format!("/render/image/authenticated/img/two.png?{query}"),
+        )
+        .await;
+        assert_eq!(status, 200, "{query}");
+    }
+    let cached = settled_renditions(&server, 3).await;
+    assert_eq!(server.stored_keys().await, 4);
+
+    let response = call(&server, Method::DELETE, "/object/img/two.png", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(renditions(&server).await.is_empty());
+    collect(&server).await;
+    for (rendition_key, _) in &cached {
+        assert!(!server.key_exists(rendition_key).await);
+    }
+    assert_eq!(server.stored_keys().await, 0);
+    assert!(journal(&server).await.is_empty());
+}
+
+#[tokio::test]
+async fn with_the_cache_off_nothing_is_written() {
+    let options = Options {
+        transform: TransformConfig {
+            cache: false,
+            ..TransformConfig::default()
+        },
+        ..Options::default()
+    };
+    let server = server_with(options, "two.png", two_tone_png()).await;
+    let key = server.service_key();
+    for _ in 0..3 {
+        let (status, _, _) = get(
+            &server,
+            Some(&key),
+            "/render/image/authenticated/img/two.png?width=100",
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(renditions(&server).await.is_empty());
+    assert!(journal(&server).await.is_empty());
+    assert_eq!(server.stored_keys().await, 1);
+}
+
+#[tokio::test]
+async fn the_cache_never_bypasses_the_read_policy() {
+    let server = TestServer::start().await;
+    server.create_bucket("img", true).await;
+    server
+        .db
+        .sql(
+            "create policy own_read on storage.objects for select to authenticated \
+               using (owner_id = auth.uid());
+             create policy own_insert on storage.objects for insert to authenticated \
+               with check (owner_id = auth.uid());",
+        )
+        .await;
+    let owner = server.user_key("u1");
+    let (status, answer) = upload(&server, &owner, "img", "mine.png", two_tone_png(), false).await;
+    assert_eq!(status, 200, "{answer}");
+    let path = "/render/image/authenticated/img/mine.png?width=100";
+    let (status, _, _) = get(&server, Some(&owner), path).await;
+    assert_eq!(status, 200);
+    settled_renditions(&server, 1).await;
+    // Cached, yet another user, anon and the public route (as anon) get 404, as before.
+    let other = server.user_key("u2");
+    let anon = server.anon_key();
+    for (key, path) in [
+        (Some(other.as_str()), path),
+        (Some(anon.as_str()), path),
+        (None, "/render/image/public/img/mine.png?width=100"),
+    ] {
+        for method in [Method::GET, Method::HEAD] {
+            let response = call(&server, method.clone(), path, key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 404, "{method} {path}");
+        }
+    }
+    let (status, _, _) = get(&server, Some(&owner), path).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn concurrent_first_requests_leave_one_rendition() {
+    let server = server_with(Options::default(), "two.png", two_tone_png()).await;
+    let key = server.service_key();
+    let path = "/render/image/authenticated/img/two.png?width=120&format=png";
+    let answers = futures::future::join_all((0..8).map(|_| get(&server, Some(&key), path))).await;
+    for (status, _, body) in &answers {
+        assert_eq!(*status, 200);
+        assert_eq!(body, &answers[0].2);
+    }
+    let cached = settled_renditions(&server, 1).await;
+    // The losers' bytes are released to the collector, which frees them.
+    collect(&server).await;
+    assert!(journal(&server).await.is_empty());
+    let mut keys = vec![
+        cached[0].0.clone(),
+        row(&server, "img", "two.png")
+            .await
+            .unwrap()
+            .version
+            .unwrap(),
+    ];
+    keys.sort();
+    assert_eq!(server.store.stored_key_names().await, keys);
+    let (status, _, body) = get(&server, Some(&key), path).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, answers[0].2);
+}
+
+#[tokio::test]
+async fn head_never_renders() {
+    let server = server_with(Options::default(), "two.png", two_tone_png()).await;
+    let key = server.service_key();
+    let path = "/render/image/authenticated/img/two.png?width=100&format=webp";
+    // Uncached: headers from the object's row alone, no rendition made.
+    let response = call(&server, Method::HEAD, path, Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, CONTENT_TYPE), "image/webp");
+    assert!(
+        response
+            .headers()
+            .get("content-length")
+            .is_none_or(|v| v == "0")
+    );
+    let etag = header(&response, ETAG);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(renditions(&server).await.is_empty());
+    // A non-image source is not decoded by HEAD either (the GET says 422).
+    let (status, answer) = upload(&server, &key, "img", "notes.png", b"text".to_vec(), false).await;
+    assert_eq!(status, 200, "{answer}");
+    let response = call(
+        &server,
+        Method::HEAD,
+        "/render/image/authenticated/img/notes.png?width=10",
+        Some(&key),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Cached: the rendition's type and length.
+    let (status, _, body) = get(&server, Some(&key), path).await;
+    assert_eq!(status, 200);
+    settled_renditions(&server, 1).await;
+    let response = call(&server, Method::HEAD, path, Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, ETAG), etag);
+    assert_eq!(header(&response, "content-length"), body.len().to_string());
+}
+
+#[tokio::test]
+async fn cache_hits_and_misses_are_counted_in_metrics() {
+    use pgstorage::http::{self, AppOptions, AppState};
+    let db = common::TestDb::new().await;
+    let storage = db.storage(4).await;
+    let auth = pgstorage::auth::Authenticator::new(
+        common::keys(),
+        ["anon", "authenticated", "service_role"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let exporter = http::metrics::Exporter::install(storage.clone());
+    let s3 = pgstorage::s3::S3Front::new(storage.clone(), auth.clone(), common::s3_credentials());
+    let app = http::app_with(
+        AppState {
+            storage: storage.clone(),
+            auth,
+            s3: Some(s3),
+            transform: Default::default(),
+        },
+        AppOptions {
+            metrics: Some(exporter),
+            metrics_route: true,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(http::serve(
+        listener,
+        app,
+        http::ServeOptions::default(),
+        std::future::pending(),
+    ));
+    let client = reqwest::Client::new();
+    let service = common::token("service_role", None);
+    let send = |method: Method, path: &str| {
+        client
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(&service)
+    };
+    let response = send(Method::POST, "/bucket")
+        .json(&json!({"name": "img"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = send(Method::POST, "/object/img/two.png")
+        .body(two_tone_png())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let counts = async || {
+        let text = send(Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let sample = |series: &str| {
+            text.lines()
+                .find(|line| line.starts_with(series))
+                .and_then(|line| line.rsplit(' ').next())
+                .and_then(|value| value.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (
+            sample("pgstorage_transform_cache_total{result=\"hit\"}"),
+            sample("pgstorage_transform_cache_total{result=\"miss\"}"),
+        )
+    };
+    let path = "/render/image/authenticated/img/two.png?width=64";
+    let response = send(Method::GET, path).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(counts().await, (0.0, 1.0));
+    // Wait for the rendition to be recorded, then hit it twice.
+    let admin = db.admin_client().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while admin
+        .query_one("select count(*) from storage.renditions", &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for _ in 0..2 {
+        let response = send(Method::GET, path).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(counts().await, (2.0, 1.0));
 }

@@ -14,6 +14,7 @@ pub mod objects;
 mod operation;
 pub mod policy;
 pub mod refusal;
+pub mod renditions;
 pub mod s3_keys;
 pub mod signed_writes;
 pub mod signing;

@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(12, "0012_multipart_segments"),
     migration!(13, "0013_s3_keys"),
     migration!(14, "0014_postgrest_files"),
+    migration!(15, "0015_renditions"),
     migration!(16, "0016_multipart_headers_and_checksums"),
 ];
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{
     ACCEPT, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, RETRY_AFTER, VARY,
@@ -13,6 +14,7 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::download;
@@ -61,10 +63,14 @@ async fn render_authenticated(
     CallerExt(caller): CallerExt,
     Path((bucket, name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let result = match Params::from_query(&query) {
-        Ok(params) => render(&state, &caller, &bucket, &name, params, &headers).await,
+        Ok(params) => {
+            let head = method == Method::HEAD;
+            render(&state, &caller, &bucket, &name, params, &headers, head).await
+        }
         Err(error) => Err(error.into()),
     };
     respond(result)
@@ -76,10 +82,14 @@ async fn render_public(
     PublicCaller(caller): PublicCaller,
     Path((bucket, name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let result = match Params::from_query(&query) {
-        Ok(params) => render(&state, &caller, &bucket, &name, params, &headers).await,
+        Ok(params) => {
+            let head = method == Method::HEAD;
+            render(&state, &caller, &bucket, &name, params, &headers, head).await
+        }
         Err(error) => Err(error.into()),
     };
     respond(result)
@@ -130,7 +140,17 @@ async fn signed(
             claims: signer.claims(),
         })?;
     }
-    render(state, &caller, &token.bucket, &token.name, params, headers).await
+    let head = method == Method::HEAD;
+    render(
+        state,
+        &caller,
+        &token.bucket,
+        &token.name,
+        params,
+        headers,
+        head,
+    )
+    .await
 }
 
 /// The rendition's entity tag: the object's version and ETag with the normalised parameters and
@@ -150,6 +170,10 @@ fn rendition_etag(row: &ObjectRow, params: &Params, variant: Option<&str>) -> St
     format!("\"{}\"", &hex::encode(hash.finalize())[..32])
 }
 
+/// Answers a rendition: 304 when the client has it; else from the cache when it holds this
+/// variant of this object version (streamed, nothing decoded); else rendered, and stored in the
+/// cache for next time. A HEAD never renders: it answers from the cache or from the object's
+/// row alone (then without `Content-Length`, which only rendering would tell).
 async fn render(
     state: &AppState,
     caller: &Caller,
@@ -157,7 +181,9 @@ async fn render(
     name: &str,
     params: Params,
     request: &HeaderMap,
+    head: bool,
 ) -> Result<Response, ApiError> {
+    // The caller's read policy, on every request: the cache is consulted only after it.
     let row = state
         .storage
         .object(caller, Operation::Download, bucket, name)
@@ -208,6 +234,44 @@ async fn render(
     }
 
     let transformer = &state.transform;
+    let cache_variant = format!(
+        "{}|{}",
+        params.canonical(),
+        variant.map_or("origin", |f| f.as_str())
+    );
+    let cache = transformer.config().cache;
+    if cache && let Some(cached) = state.storage.rendition(&row, &cache_variant).await? {
+        let body = match head {
+            true => Some(Body::empty()),
+            false => state
+                .storage
+                .read_rendition(&cached)
+                .await?
+                .map(Body::from_stream),
+        };
+        // None: freed since it was looked up (the object changed meanwhile); render afresh.
+        if let Some(body) = body {
+            metrics::counter!("pgstorage_transform_cache_total", "result" => "hit").increment(1);
+            if let Ok(value) = HeaderValue::from_str(&cached.content_type) {
+                headers.insert(CONTENT_TYPE, value);
+            }
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(cached.size));
+            return Ok((StatusCode::OK, headers, body).into_response());
+        }
+    }
+    if head {
+        // The output's type as far as it is known without decoding the source.
+        let media_type = variant.map_or_else(
+            || origin_media_type(meta.mimetype.as_deref()),
+            |f| f.media_type(),
+        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
+        return Ok((StatusCode::OK, headers).into_response());
+    }
+    if cache {
+        metrics::counter!("pgstorage_transform_cache_total", "result" => "miss").increment(1);
+    }
+
     let turn = transformer.turn().await?;
     let source = transformer.read_source(&state.storage, &row, &turn).await?;
     let rendered = transformer
@@ -221,12 +285,35 @@ async fn render(
             },
         )
         .await?;
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(rendered.format.media_type()),
-    );
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(rendered.bytes.len()));
-    Ok((StatusCode::OK, headers, rendered.bytes).into_response())
+    let media_type = rendered.format.media_type();
+    let bytes = Bytes::from(rendered.bytes);
+    if cache {
+        // Off the response's path: the client does not wait for the store. A write cut short
+        // (shutdown) leaves only a staged key, which the collector frees.
+        let storage = state.storage.clone();
+        let stored = bytes.clone();
+        tokio::spawn(async move {
+            if let Err(error) = storage
+                .store_rendition(&row, &cache_variant, media_type, stored)
+                .await
+            {
+                tracing::warn!(object = %row.id, %error, "could not cache a rendition");
+            }
+        });
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    Ok((StatusCode::OK, headers, bytes).into_response())
+}
+
+/// A source's own output type, from its stored type (a GIF's first frame is sent as PNG).
+fn origin_media_type(mimetype: Option<&str>) -> &'static str {
+    use crate::transform::Format;
+    match mimetype {
+        Some("image/jpeg") => Format::Jpeg.media_type(),
+        Some("image/webp") => Format::Webp.media_type(),
+        _ => Format::Png.media_type(),
+    }
 }
 
 /// A 503 for lack of capacity says when to come back.

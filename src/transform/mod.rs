@@ -23,6 +23,8 @@ use crate::core::{Error, Storage};
 pub use params::{Format, Params};
 pub use pipeline::Request;
 
+const MIB: u64 = 1 << 20;
+
 /// Limits and sizing of the transformer.
 #[derive(Debug, Clone)]
 pub struct TransformConfig {
@@ -36,6 +38,12 @@ pub struct TransformConfig {
     pub queue: usize,
     /// How long a request waits for its turn before it is refused.
     pub queue_timeout: Duration,
+    /// Whether renditions are kept in the byte store and served from there next time
+    /// ([`crate::core::renditions`]).
+    pub cache: bool,
+    /// Memory that transformations running at once may use together, in bytes, as estimated
+    /// from each source's header ([`pipeline::inspect`]); work that would exceed it waits.
+    pub memory: u64,
 }
 
 impl Default for TransformConfig {
@@ -47,6 +55,8 @@ impl Default for TransformConfig {
             concurrency: cores,
             queue: cores * 8,
             queue_timeout: Duration::from_secs(30),
+            cache: true,
+            memory: 160 * MIB,
         }
     }
 }
@@ -86,6 +96,8 @@ pub struct Transformer {
     config: Arc<TransformConfig>,
     permits: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
+    /// The memory budget, in MiB.
+    memory: Arc<Semaphore>,
 }
 
 impl Default for Transformer {
@@ -100,10 +112,12 @@ pub struct Turn(#[allow(dead_code)] OwnedSemaphorePermit);
 impl Transformer {
     pub fn new(config: TransformConfig) -> Self {
         let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let memory = Arc::new(Semaphore::new(budget_units(config.memory)));
         Self {
             config: Arc::new(config),
             permits,
             waiting: Arc::new(AtomicUsize::new(0)),
+            memory,
         }
     }
 
@@ -185,7 +199,9 @@ impl Transformer {
             .unwrap_or(false))
     }
 
-    /// Renders `source` on a blocking thread, holding `turn` until done.
+    /// Renders `source` on a blocking thread, holding `turn` until done. The header is read
+    /// first, and the work waits until its estimated memory fits the budget beside what is
+    /// already running (a source bigger than the whole budget runs alone).
     pub async fn render(
         &self,
         turn: Turn,
@@ -193,13 +209,46 @@ impl Transformer {
         request: Request,
     ) -> Result<Rendered, TransformError> {
         let config = self.config.clone();
-        tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            pipeline::render(&source, &request, &config)
+        let (source, request, inspected) = tokio::task::spawn_blocking(move || {
+            let inspected = pipeline::inspect(&source, &request, &config);
+            (source, request, inspected)
         })
         .await
-        .map_err(|e| TransformError::Internal(format!("the transformation panicked: {e}")))?
+        .map_err(panicked)?;
+        let inspected = inspected?;
+        let memory = self.admit(inspected.memory).await?;
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let _held = (turn, memory);
+            pipeline::render_inspected(&source, &request, &config, &inspected)
+        })
+        .await
+        .map_err(panicked)?
     }
+
+    /// Waits until `bytes` fit in the memory budget (at most the queue timeout).
+    async fn admit(&self, bytes: u64) -> Result<OwnedSemaphorePermit, TransformError> {
+        let units = budget_units(bytes).min(budget_units(self.config.memory));
+        let units = u32::try_from(units).unwrap_or(u32::MAX);
+        match tokio::time::timeout(
+            self.config.queue_timeout,
+            self.memory.clone().acquire_many_owned(units),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(TransformError::Busy),
+        }
+    }
+}
+
+/// Bytes in whole MiB, rounded up (at least one): the budget semaphore's units.
+fn budget_units(bytes: u64) -> usize {
+    usize::try_from(bytes.div_ceil(MIB).clamp(1, u64::from(u32::MAX))).unwrap_or(1)
+}
+
+fn panicked(error: tokio::task::JoinError) -> TransformError {
+    TransformError::Internal(format!("the transformation panicked: {error}"))
 }
 
 #[cfg(test)]
@@ -235,5 +284,31 @@ mod tests {
             Err(TransformError::Busy)
         ));
         drop(held);
+    }
+
+    #[tokio::test]
+    async fn work_over_the_memory_budget_waits() {
+        let transformer = Transformer::new(TransformConfig {
+            memory: 100 * MIB,
+            queue_timeout: Duration::from_millis(200),
+            ..TransformConfig::default()
+        });
+        let big = transformer.admit(70 * MIB).await.unwrap();
+        // 70 + 40 > 100: waits, then is refused when the wait is over.
+        assert!(matches!(
+            transformer.admit(40 * MIB).await,
+            Err(TransformError::Busy)
+        ));
+        // 70 + 30 fits.
+        let small = transformer.admit(30 * MIB).await.unwrap();
+        drop((big, small));
+        // More than the whole budget runs, alone.
+        let huge = transformer.admit(500 * MIB).await.unwrap();
+        assert!(matches!(
+            transformer.admit(MIB).await,
+            Err(TransformError::Busy)
+        ));
+        drop(huge);
+        assert!(transformer.admit(MIB).await.is_ok());
     }
 }

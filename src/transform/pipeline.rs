@@ -45,12 +45,26 @@ fn decode_error(error: ImageError) -> TransformError {
     }
 }
 
-/// Renders `source` as `request` asks, within `config`'s limits.
-pub fn render(
+/// What a source's header says, and how it will be decoded: enough to admit the work against
+/// the memory budget before any pixel buffer exists.
+#[derive(Debug, Clone)]
+pub struct Inspected {
+    guessed: ImageFormat,
+    output: Format,
+    /// For a JPEG much larger than its rendition: the dimensions (as stored) to ask the
+    /// decoder for, which then decodes at a reduced DCT scale (1/2, 1/4 or 1/8).
+    jpeg_target: Option<(u16, u16)>,
+    /// Bytes this transformation may need at its peak, source included (an estimate).
+    pub memory: u64,
+}
+
+/// Reads the source's header: its type, its declared dimensions against the pixel limit, the
+/// output format, and the memory the work will take. Decodes no pixel.
+pub fn inspect(
     source: &[u8],
     request: &Request,
     config: &TransformConfig,
-) -> Result<Rendered, TransformError> {
+) -> Result<Inspected, TransformError> {
     let guessed = image::guess_format(source).map_err(|_| {
         TransformError::InvalidImage(
             "the object is not an image of a supported type (PNG, JPEG, GIF, WebP)".into(),
@@ -79,13 +93,9 @@ pub fn render(
         request.avif_autodetection,
         AVIF_ENABLED,
     );
-
-    let mut reader = ImageReader::with_format(Cursor::new(source), guessed);
-    let mut limits = image::Limits::default();
-    // Backs up the pixel check below inside the decoders: 8 bytes a pixel covers 16-bit RGBA.
-    limits.max_alloc = Some(config.max_pixels.saturating_mul(8).max(1 << 20));
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    let mut decoder = reader(source, guessed, config)
+        .into_decoder()
+        .map_err(decode_error)?;
     let (width, height) = decoder.dimensions();
     let pixels = u64::from(width) * u64::from(height);
     if pixels > config.max_pixels {
@@ -102,7 +112,146 @@ pub fn render(
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    let bytes_per_pixel = u64::from(decoder.color_type().bytes_per_pixel());
+    let swapped = swaps_dimensions(orientation);
+    let (ow, oh) = if swapped {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let (crop, out_w, out_h) = plan(ow, oh, &request.params);
+    let out_pixels = u64::from(out_w) * u64::from(out_h);
+
+    let mut jpeg_target = None;
+    let mut decoded_pixels = pixels;
+    let mut coefficients = 0;
+    if guessed == ImageFormat::Jpeg {
+        let needed = (f64::from(out_w) / crop.2).max(f64::from(out_h) / crop.3);
+        let mut jpeg = jpeg_decoder::Decoder::new(source);
+        if jpeg.read_info().is_ok()
+            && let Some(info) = jpeg.info()
+        {
+            if info.coding_process == jpeg_decoder::CodingProcess::DctProgressive {
+                // A progressive JPEG's coefficients are kept whole until its last scan.
+                coefficients = pixels * 3 * 2;
+            }
+            // Only where it pays, and only for the pixel formats converted here (the `image`
+            // crate's decoder handles CMYK and the rest at full size).
+            let plain = matches!(
+                info.pixel_format,
+                jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
+            );
+            if plain && needed <= 0.5 {
+                let (tw, th) = (
+                    (f64::from(ow) * needed).ceil(),
+                    (f64::from(oh) * needed).ceil(),
+                );
+                let (tw, th) = if swapped { (th, tw) } else { (tw, th) };
+                let target = (tw.clamp(1.0, 65535.0) as u16, th.clamp(1.0, 65535.0) as u16);
+                if let Ok((sw, sh)) = jpeg.scale(target.0, target.1) {
+                    jpeg_target = Some(target);
+                    decoded_pixels = u64::from(sw) * u64::from(sh);
+                }
+            }
+        }
+    }
+    // The decoded buffer, a converted or turned copy of it, the resized pixels and the
+    // encoder's working set, plus the source itself.
+    let memory = source.len() as u64
+        + coefficients
+        + decoded_pixels * (bytes_per_pixel + 4)
+        + out_pixels * 4 * 3;
+    Ok(Inspected {
+        guessed,
+        output,
+        jpeg_target,
+        memory,
+    })
+}
+
+fn reader<'a>(
+    source: &'a [u8],
+    format: ImageFormat,
+    config: &TransformConfig,
+) -> ImageReader<Cursor<&'a [u8]>> {
+    let mut reader = ImageReader::with_format(Cursor::new(source), format);
+    let mut limits = image::Limits::default();
+    // Backs up the pixel check inside the decoders: 8 bytes a pixel covers 16-bit RGBA.
+    limits.max_alloc = Some(config.max_pixels.saturating_mul(8).max(1 << 20));
+    reader.limits(limits);
+    reader
+}
+
+fn swaps_dimensions(orientation: image::metadata::Orientation) -> bool {
+    use image::metadata::Orientation as O;
+    matches!(
+        orientation,
+        O::Rotate90 | O::Rotate270 | O::Rotate90FlipH | O::Rotate270FlipH
+    )
+}
+
+/// Renders `source` as `request` asks, within `config`'s limits.
+pub fn render(
+    source: &[u8],
+    request: &Request,
+    config: &TransformConfig,
+) -> Result<Rendered, TransformError> {
+    let inspected = inspect(source, request, config)?;
+    render_inspected(source, request, config, &inspected)
+}
+
+/// Decodes a JPEG at a reduced DCT scale: the smallest of 1/8, 1/4, 1/2 that still covers
+/// `target` pixels, so a large photo's full-size pixels never exist in memory.
+fn decode_scaled_jpeg(
+    source: &[u8],
+    target: (u16, u16),
+    config: &TransformConfig,
+) -> Result<DynamicImage, TransformError> {
+    let invalid = |e: jpeg_decoder::Error| {
+        TransformError::InvalidImage(format!("the image cannot be decoded: {e}"))
+    };
+    let mut jpeg = jpeg_decoder::Decoder::new(source);
+    jpeg.set_max_decoding_buffer_size(
+        usize::try_from(config.max_pixels.saturating_mul(8)).unwrap_or(usize::MAX),
+    );
+    jpeg.read_info().map_err(invalid)?;
+    let (width, height) = jpeg.scale(target.0, target.1).map_err(invalid)?;
+    let pixels = jpeg.decode().map_err(invalid)?;
+    let format = jpeg.info().map(|i| i.pixel_format);
+    let (width, height) = (u32::from(width), u32::from(height));
+    let image = match format {
+        Some(jpeg_decoder::PixelFormat::RGB24) => {
+            image::RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8)
+        }
+        Some(jpeg_decoder::PixelFormat::L8) => {
+            image::GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8)
+        }
+        _ => None,
+    };
+    image.ok_or_else(|| TransformError::Internal("the scaled JPEG decode was not as read".into()))
+}
+
+/// [`render`] once [`inspect`] has read the header (and the work was admitted).
+pub fn render_inspected(
+    source: &[u8],
+    request: &Request,
+    config: &TransformConfig,
+    inspected: &Inspected,
+) -> Result<Rendered, TransformError> {
+    let output = inspected.output;
+    let mut decoder = reader(source, inspected.guessed, config)
+        .into_decoder()
+        .map_err(decode_error)?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = match inspected.jpeg_target {
+        Some(target) => {
+            drop(decoder);
+            decode_scaled_jpeg(source, target, config)?
+        }
+        None => DynamicImage::from_decoder(decoder).map_err(decode_error)?,
+    };
     image.apply_orientation(orientation);
 
     // Dimensions as oriented (a quarter turn swaps them).
@@ -278,6 +427,35 @@ mod tests {
             resize,
             ..Params::default()
         }
+    }
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let image =
+            image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 99]));
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(image)
+            .write_to(&mut out, ImageFormat::Jpeg)
+            .unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn small_renditions_of_large_jpegs_decode_scaled_and_cost_less() {
+        let source = jpeg(2000, 2000);
+        let config = TransformConfig::default();
+        let request = |width| Request {
+            params: p(Some(width), None, Resize::Cover),
+            ..Request::default()
+        };
+        let small = inspect(&source, &request(400), &config).unwrap();
+        assert_eq!(small.jpeg_target, Some((400, 400)));
+        let full = inspect(&source, &request(1500), &config).unwrap();
+        assert_eq!(full.jpeg_target, None);
+        // 2000×2000 at 1/4 is 500×500: about a sixteenth of the pixels to hold.
+        assert!(small.memory * 4 < full.memory, "{small:?} {full:?}");
+        let rendered = render_inspected(&source, &request(400), &config, &small).unwrap();
+        let image = image::load_from_memory(&rendered.bytes).unwrap();
+        assert_eq!((image.width(), image.height()), (400, 400));
     }
 
     #[test]
