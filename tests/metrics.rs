@@ -300,3 +300,38 @@ async fn a_metrics_port_of_its_own_needs_no_credentials() {
         .unwrap();
     assert_eq!(main.status(), 404);
 }
+
+/// A server built without the S3 front (a library user's choice) still counts its REST
+/// requests; building the router used to panic on the S3 front's empty router.
+#[tokio::test]
+async fn metrics_without_an_s3_front() {
+    let db = TestDb::new().await;
+    let storage = db.storage(2).await;
+    let auth = Authenticator::new(keys(), vec!["anon".into(), "service_role".into()]);
+    let exporter = http::metrics::Exporter::install(storage.clone());
+    let app = http::app_with(
+        AppState {
+            storage,
+            auth,
+            s3: None,
+            transform: Default::default(),
+        },
+        AppOptions {
+            metrics: Some(exporter),
+            metrics_route: true,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(http::serve(
+        listener,
+        app,
+        http::ServeOptions::default(),
+        std::future::pending(),
+    ));
+    let http = reqwest::Client::new();
+    let status = http.get(format!("{url}/status")).send().await.unwrap().status();
+    assert!(status.is_success(), "{status}");
+    let text = scrape(&http, &url).await;
+    assert!(text.contains("front=\"rest\""), "{text}");
+}

@@ -93,9 +93,12 @@ pub fn app_with(state: AppState, options: AppOptions) -> Router {
         api = api.route_layer(axum::middleware::from_fn(|request, next| {
             metrics::track("rest", request, next)
         }));
-        s3 = s3.route_layer(axum::middleware::from_fn(|request, next| {
-            metrics::track("s3", request, next)
-        }));
+        // (axum refuses a route layer on a router without routes: no S3 front, no layer.)
+        if s3_hosts.is_some() {
+            s3 = s3.route_layer(axum::middleware::from_fn(|request, next| {
+                metrics::track("s3", request, next)
+            }));
+        }
         if options.metrics_route {
             extra = metrics::routes(exporter, Some(auth));
         }
