@@ -175,8 +175,17 @@ fn plain_routes() -> BTreeMap<String, String> {
 }
 
 /// Routes served on purpose without an entry: `/metrics` (Prometheus text, on its own router
-/// and only when enabled; see docs/metrics.md).
-const UNDESCRIBED: &[&str] = &["/metrics"];
+/// and only when enabled; see docs/metrics.md). The resumable (TUS) routes are not described
+/// yet (docs/openapi.md): they are listed here one by one, so a new route fails this test.
+const UNDESCRIBED: &[&str] = &[
+    "/metrics",
+    "/upload/resumable",
+    "/upload/resumable/",
+    "/upload/resumable/sign",
+    "/upload/resumable/sign/",
+    "/upload/resumable/sign/{id}",
+    "/upload/resumable/{id}",
+];
 
 #[test]
 fn every_route_the_router_serves_is_described() {
@@ -199,8 +208,12 @@ fn every_route_the_router_serves_is_described() {
              describe {described}: register it with `routes!` and a #[utoipa::path]"
         );
     }
-    // The aliases must stay few: new routes belong in `routes!`.
-    assert!(plain.len() <= 8, "plain routes: {plain:?}");
+    // Besides those, only the trailing-slash alias of `/bucket`: new routes belong in `routes!`.
+    assert_eq!(
+        plain.len(),
+        UNDESCRIBED.len() + 1,
+        "plain routes: {plain:?}"
+    );
 }
 
 /// A request for every described operation reaches a handler (not the fallback, not "method

@@ -64,7 +64,7 @@ fn service_only(identity: &Identity) -> Result<(), ApiError> {
     ))
 }
 
-#[utoipa::path(post, path = "/admin/policy/check", tag = "admin", request_body = CheckBody,
+#[utoipa::path(post, path = "/admin/policy/check", operation_id = "check_policy", tag = "admin", request_body = CheckBody,
     responses((status = 200, description = "Allowed or denied, and why", body = CheckReport)))]
 async fn check(
     State(state): State<AppState>,
@@ -101,7 +101,7 @@ struct ListQuery {
     role: Option<String>,
 }
 
-#[utoipa::path(get, path = "/admin/policies", tag = "admin", params(ListQuery),
+#[utoipa::path(get, path = "/admin/policies", operation_id = "list_policies", tag = "admin", params(ListQuery),
     responses((status = 200, description = "The policies on the storage tables", body = [Policy])))]
 async fn list(
     State(state): State<AppState>,
