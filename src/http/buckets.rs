@@ -145,7 +145,7 @@ async fn list(
     Ok(Json(state.storage.list_buckets(&caller, &query).await?))
 }
 
-#[utoipa::path(get, path = "/bucket/{id}", operation_id = "get_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id")),
+#[utoipa::path(get, path = "/bucket/{id}", operation_id = "get_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id", example = "x")),
     responses((status = 200, description = "The bucket", body = Bucket)))]
 async fn fetch(
     State(state): State<AppState>,
@@ -155,7 +155,7 @@ async fn fetch(
     Ok(Json(state.storage.get_bucket(&caller, &id).await?))
 }
 
-#[utoipa::path(put, path = "/bucket/{id}", operation_id = "update_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id")), request_body = UpdateBody,
+#[utoipa::path(put, path = "/bucket/{id}", operation_id = "update_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id", example = "x")), request_body = UpdateBody,
     responses((status = 200, description = "Updated", body = Message)))]
 async fn update(
     State(state): State<AppState>,
@@ -172,7 +172,7 @@ async fn update(
     Ok(Json(json!({ "message": "Successfully updated" })))
 }
 
-#[utoipa::path(delete, path = "/bucket/{id}", operation_id = "delete_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id")),
+#[utoipa::path(delete, path = "/bucket/{id}", operation_id = "delete_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id", example = "x")),
     responses((status = 200, description = "Deleted (it must be empty)", body = Message)))]
 async fn remove(
     State(state): State<AppState>,
@@ -183,7 +183,7 @@ async fn remove(
     Ok(Json(json!({ "message": "Successfully deleted" })))
 }
 
-#[utoipa::path(post, path = "/bucket/{id}/empty", operation_id = "empty_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id")),
+#[utoipa::path(post, path = "/bucket/{id}/empty", operation_id = "empty_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id", example = "x")),
     responses((status = 200, description = "Every object deleted", body = Message)))]
 async fn empty(
     State(state): State<AppState>,

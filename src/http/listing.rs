@@ -100,7 +100,7 @@ fn v1_entry(entry: &Entry) -> Value {
     })
 }
 
-#[utoipa::path(post, path = "/object/list/{bucket}", tag = "listing", params(("bucket" = String, Path, description = "The bucket's id")),
+#[utoipa::path(post, path = "/object/list/{bucket}", tag = "listing", params(("bucket" = String, Path, description = "The bucket's id", example = "x")),
     request_body = V1Body,
     responses((status = 200, description = "The folder's entries", body = [ListEntry])))]
 async fn list_v1(
@@ -120,7 +120,7 @@ async fn list_v1(
     Ok(Json(entries.iter().map(v1_entry).collect()))
 }
 
-#[utoipa::path(post, path = "/object/list-v2/{bucket}", tag = "listing", params(("bucket" = String, Path, description = "The bucket's id")),
+#[utoipa::path(post, path = "/object/list-v2/{bucket}", tag = "listing", params(("bucket" = String, Path, description = "The bucket's id", example = "x")),
     request_body = V2Body,
     responses((status = 200, description = "A page of entries", body = ListPage)))]
 async fn list_v2(

@@ -62,8 +62,8 @@ pub(super) fn upsert_header(headers: &HeaderMap) -> bool {
 
 /// Uploads a new object (`x-upsert: true` replaces an existing one).
 #[utoipa::path(post, path = "/object/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     request_body(description = "The bytes (their type in Content-Type), or a form whose file part holds them",
         content((String = "application/octet-stream"), (UploadForm = "multipart/form-data"))),
@@ -80,8 +80,8 @@ async fn upload_post(
 }
 
 #[utoipa::path(put, path = "/object/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     request_body(description = "The bytes (their type in Content-Type), or a form whose file part holds them",
         content((String = "application/octet-stream"), (UploadForm = "multipart/form-data"))),
@@ -132,8 +132,8 @@ async fn upload(
 }
 
 #[utoipa::path(get, path = "/object/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
         ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
     ),
     responses(
@@ -153,8 +153,8 @@ async fn download(
 
 /// The same as [`download`], at `/object/authenticated`.
 #[utoipa::path(get, path = "/object/authenticated/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
         ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
     ),
     responses(
@@ -173,8 +173,8 @@ async fn download_authenticated(
 }
 
 #[utoipa::path(get, path = "/object/public/{bucket}/{*path}", tag = "objects", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
         ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
     ),
     responses(
@@ -195,8 +195,8 @@ async fn download_public(
 }
 
 #[utoipa::path(head, path = "/object/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -212,8 +212,8 @@ async fn head(
 }
 
 #[utoipa::path(head, path = "/object/public/{bucket}/{*path}", tag = "objects", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -229,8 +229,8 @@ async fn head_public(
 }
 
 #[utoipa::path(head, path = "/object/authenticated/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -247,8 +247,8 @@ async fn head_authenticated(
 
 /// HEAD on an info route answers the object's own headers.
 #[utoipa::path(head, path = "/object/info/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -264,8 +264,8 @@ async fn head_info(
 }
 
 #[utoipa::path(head, path = "/object/info/authenticated/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -281,8 +281,8 @@ async fn head_info_authenticated(
 }
 
 #[utoipa::path(head, path = "/object/info/public/{bucket}/{*path}", tag = "objects", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -439,8 +439,8 @@ fn info_json(row: &ObjectRow) -> Value {
 }
 
 #[utoipa::path(get, path = "/object/info/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     responses((status = 200, description = "The object's fields", body = ObjectInfo)))]
 async fn info(
@@ -452,8 +452,8 @@ async fn info(
 }
 
 #[utoipa::path(get, path = "/object/info/public/{bucket}/{*path}", tag = "objects", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     responses((status = 200, description = "The object's fields", body = ObjectInfo)))]
 async fn info_public(
@@ -465,8 +465,8 @@ async fn info_public(
 }
 
 #[utoipa::path(get, path = "/object/info/authenticated/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     responses((status = 200, description = "The object's fields", body = ObjectInfo)))]
 async fn info_authenticated(
@@ -501,8 +501,8 @@ async fn object_info(
 }
 
 #[utoipa::path(delete, path = "/object/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
     ),
     responses((status = 200, description = "Deleted", body = Message)))]
 async fn delete_one(
@@ -521,7 +521,7 @@ struct DeleteMany {
 }
 
 #[utoipa::path(delete, path = "/object/{bucket}", tag = "objects",
-    params(("bucket" = String, Path, description = "The bucket's id")), request_body = DeleteMany,
+    params(("bucket" = String, Path, description = "The bucket's id", example = "x")), request_body = DeleteMany,
     responses((status = 200, description = "The rows deleted (names not found are left out)", body = [ObjectRow])))]
 async fn delete_many(
     State(state): State<AppState>,

@@ -55,8 +55,8 @@ impl From<TransformError> for ApiError {
 
 #[utoipa::path(get, path = "/render/image/authenticated/{bucket}/{*path}", tag = "render",
     params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
         ("width" = Option<u32>, Query, description = "Width in pixels"),
         ("height" = Option<u32>, Query, description = "Height in pixels"),
         ("resize" = Option<String>, Query, description = "`cover` (default), `contain` or `fill`"),
@@ -83,8 +83,8 @@ async fn render_authenticated(
 
 #[utoipa::path(get, path = "/render/image/public/{bucket}/{*path}", tag = "render", security(()),
     params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
         ("width" = Option<u32>, Query, description = "Width in pixels"),
         ("height" = Option<u32>, Query, description = "Height in pixels"),
         ("resize" = Option<String>, Query, description = "`cover` (default), `contain` or `fill`"),
@@ -112,8 +112,8 @@ async fn render_public(
 
 #[utoipa::path(get, path = "/render/image/sign/{bucket}/{*path}", tag = "render", security(()),
     params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
         ("width" = Option<u32>, Query, description = "Width in pixels"),
         ("height" = Option<u32>, Query, description = "Height in pixels"),
         ("resize" = Option<String>, Query, description = "`cover` (default), `contain` or `fill`"),

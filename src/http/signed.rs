@@ -137,8 +137,8 @@ struct SignOne {
 }
 
 #[utoipa::path(post, path = "/object/sign/{bucket}/{*path}", tag = "signed", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),),
     request_body = SignOne,
     responses((status = 200, description = "The signed URL", body = SignedUrl)))]
 async fn sign_one(
@@ -187,7 +187,7 @@ struct SignMany {
 }
 
 #[utoipa::path(post, path = "/object/sign/{bucket}", tag = "signed",
-    params(("bucket" = String, Path, description = "The bucket's id")),
+    params(("bucket" = String, Path, description = "The bucket's id", example = "x")),
     request_body = SignMany,
     responses((status = 200, description = "One entry per path, in order", body = [SignedUrlEntry])))]
 /// Batch signing: one entry per requested path, in order; a path the caller may not sign gets an
@@ -225,8 +225,8 @@ async fn sign_many(
 }
 
 #[utoipa::path(get, path = "/object/sign/{bucket}/{*path}", tag = "signed", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
         ("token" = String, Query, description = "The signed token"),
         ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
     ),
@@ -267,8 +267,8 @@ async fn signed_download(
 }
 
 #[utoipa::path(post, path = "/object/upload/sign/{bucket}/{*path}", tag = "signed", params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),),
     responses((status = 200, description = "The signed upload URL", body = SignedUpload)))]
 /// Signs an upload URL for the caller, valid for [`UPLOAD_URL_LIFETIME`]. Takes no body
 /// (storage3 sends none, storage-js sends `{}`); `x-upsert: true` makes an upsert token.
@@ -311,8 +311,8 @@ async fn sign_upload(
 }
 
 #[utoipa::path(put, path = "/object/upload/sign/{bucket}/{*path}", tag = "signed", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)"),
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
         ("token" = String, Query, description = "The signed token"),
     ),
     request_body(description = "The bytes (their type in Content-Type), or a form whose file part holds them",
