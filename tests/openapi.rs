@@ -327,9 +327,9 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         .env_remove("all_proxy")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    let output = tokio::time::timeout(std::time::Duration::from_secs(400), command.output())
+    let output = tokio::time::timeout(std::time::Duration::from_secs(270), command.output())
         .await
-        .expect("schemathesis did not finish within 400 s")
+        .expect("schemathesis did not finish within 270 s")
         .expect("running schemathesis");
     let _ = std::fs::remove_dir_all(&report);
     let stdout = String::from_utf8_lossy(&output.stdout);
