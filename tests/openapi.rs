@@ -175,17 +175,8 @@ fn plain_routes() -> BTreeMap<String, String> {
 }
 
 /// Routes served on purpose without an entry: `/metrics` (Prometheus text, on its own router
-/// and only when enabled; see docs/metrics.md). The resumable (TUS) routes are not described
-/// yet (docs/openapi.md): they are listed here one by one, so a new route fails this test.
-const UNDESCRIBED: &[&str] = &[
-    "/metrics",
-    "/upload/resumable",
-    "/upload/resumable/",
-    "/upload/resumable/sign",
-    "/upload/resumable/sign/",
-    "/upload/resumable/sign/{id}",
-    "/upload/resumable/{id}",
-];
+/// and only when enabled; see docs/metrics.md).
+const UNDESCRIBED: &[&str] = &["/metrics"];
 
 #[test]
 fn every_route_the_router_serves_is_described() {
@@ -208,10 +199,11 @@ fn every_route_the_router_serves_is_described() {
              describe {described}: register it with `routes!` and a #[utoipa::path]"
         );
     }
-    // Besides those, only the trailing-slash alias of `/bucket`: new routes belong in `routes!`.
+    // Besides those, the trailing-slash aliases and TUS's OPTIONS (described once) on three
+    // described paths: new routes belong in `routes!`.
     assert_eq!(
         plain.len(),
-        UNDESCRIBED.len() + 1,
+        UNDESCRIBED.len() + 6,
         "plain routes: {plain:?}"
     );
 }
@@ -237,7 +229,8 @@ async fn every_described_operation_is_served() {
             let status = response.status().as_u16();
             let body = response.text().await.unwrap();
             let at = format!("{method} {prefix}{concrete}: {status} {body}");
-            assert_ne!(status, 405, "{at}");
+            // A handler may refuse a method itself (with its error body); axum's own 405 is empty.
+            assert!(status != 405 || !body.is_empty(), "{at}");
             assert!(!body.contains("Route not found"), "{at}");
         }
     }
@@ -321,6 +314,7 @@ async fn schemathesis_finds_no_server_errors_or_schema_violations() {
         .args(&args)
         .current_dir(&dir)
         .env("NO_COLOR", "1")
+        .env("SCHEMATHESIS_HOOKS", dir.join("hooks.py"))
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy")
         .env_remove("ALL_PROXY")

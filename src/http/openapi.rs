@@ -39,6 +39,7 @@ use crate::core::objects::ObjectRow;
         (name = "listing", description = "Folder listings (v1 offset pages, v2 cursor pages)"),
         (name = "signed", description = "Signed download and upload URLs"),
         (name = "render", description = "Image transformations"),
+        (name = "resumable", description = "Resumable uploads (TUS 1.0), see docs/resumable.md"),
         (name = "admin", description = "Operator routes, for service_role only"),
         (name = "server", description = "Liveness, readiness, version, this document"),
     )
@@ -79,7 +80,7 @@ pub(super) fn api() -> OpenApiRouter<AppState> {
         .merge(super::listing::routes())
         .merge(super::signed::routes())
         .merge(super::render::routes())
-        .merge(OpenApiRouter::from(crate::resumable::routes()))
+        .merge(crate::resumable::routes())
 }
 
 /// The document as JSON. Axum writes a wildcard segment `{*path}`; OpenAPI names it `{path}`.
