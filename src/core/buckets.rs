@@ -8,7 +8,7 @@ use tokio_postgres::error::SqlState;
 use super::{Caller, Error, Operation, Storage};
 
 /// A bucket as clients see it (the Supabase Storage shape).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Bucket {
     pub id: String,
     pub name: String,
@@ -16,7 +16,9 @@ pub struct Bucket {
     pub owner: String,
     pub owner_id: Option<String>,
     pub public: bool,
+    /// Always `STANDARD`.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub kind: &'static str,
     pub file_size_limit: Option<i64>,
     pub allowed_mime_types: Option<Vec<String>>,

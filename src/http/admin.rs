@@ -1,12 +1,14 @@
 //! `/admin/*`: operator routes, for service_role only. `POST /admin/policy/check` is the policy
 //! tester (the same engine as `pgstorage policy check`); `GET /admin/policies` lists them.
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::json::JsonBody;
 use super::{ApiError, AppState, CallerExt};
@@ -14,20 +16,24 @@ use crate::auth::Identity;
 use crate::core::Operation;
 use crate::core::policy::{CheckReport, CheckRequest, Policy};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/policy/check", post(check))
-        .route("/admin/policies", get(list))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(check))
+        .routes(routes!(list))
 }
 
 /// The tester's question, as JSON.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CheckBody {
+    /// The role to test as (default `anon`).
     #[serde(default = "anon")]
     role: String,
     sub: Option<String>,
+    /// More claims for the token (`role` and `sub` are set from the fields above).
+    #[schema(value_type = Option<Object>)]
     claims: Option<Map<String, Value>>,
+    /// The operation, e.g. `storage.upload` (see docs/policies.md).
     operation: String,
     bucket: String,
     path: Option<String>,
@@ -58,6 +64,8 @@ fn service_only(identity: &Identity) -> Result<(), ApiError> {
     ))
 }
 
+#[utoipa::path(post, path = "/admin/policy/check", operation_id = "check_policy", tag = "admin", request_body = CheckBody,
+    responses((status = 200, description = "Allowed or denied, and why", body = CheckReport)))]
 async fn check(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -86,11 +94,15 @@ async fn check(
     Ok(Json(state.storage.check_policy(&request).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only the policies that apply to this role.
     role: Option<String>,
 }
 
+#[utoipa::path(get, path = "/admin/policies", operation_id = "list_policies", tag = "admin", params(ListQuery),
+    responses((status = 200, description = "The policies on the storage tables", body = [Policy])))]
 async fn list(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,

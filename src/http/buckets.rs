@@ -1,53 +1,67 @@
 //! `/bucket` routes.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::json::{JsonBody, double_option};
+use super::openapi::{BucketCreated, Message};
 use super::{ApiError, AppState, CallerExt};
 use crate::core::buckets::{Bucket, BucketChanges, ListBuckets, NewBucket, SortColumn};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/bucket", post(create).get(list))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        // The same with a trailing slash, as some clients send it; described once, above.
         .route("/bucket/", post(create).get(list))
-        .route("/bucket/{id}", get(fetch).put(update).delete(remove))
-        .route("/bucket/{id}/empty", post(empty))
+        .routes(routes!(fetch, update, remove))
+        .routes(routes!(empty))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new bucket: `name` (or `id`; each defaults to the other).
+#[derive(Debug, Deserialize, ToSchema)]
 struct CreateBody {
     id: Option<String>,
     name: Option<String>,
     #[serde(default)]
     public: Option<bool>,
+    /// Bytes (a positive number) or a size with a unit (`"10MB"`); null: no limit.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     file_size_limit: Option<Value>,
     #[serde(default)]
     allowed_mime_types: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What to change; an absent field is left as it is, a null limit or type list removes it.
+#[derive(Debug, Deserialize, ToSchema)]
 struct UpdateBody {
     #[serde(default)]
     public: Option<bool>,
+    /// Bytes (a positive number) or a size with a unit (`"10MB"`); null: no limit.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
     file_size_limit: Option<Option<Value>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>)]
     allowed_mime_types: Option<Option<Vec<String>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct ListParams {
     limit: Option<i64>,
     offset: Option<i64>,
     search: Option<String>,
+    /// `id`, `name`, `created_at` or `updated_at`.
     sort_column: Option<String>,
+    /// `asc` or `desc`.
     sort_order: Option<String>,
 }
 
@@ -67,6 +81,8 @@ fn parse_limit(value: Option<Value>) -> Result<Option<u64>, ApiError> {
     }
 }
 
+#[utoipa::path(post, path = "/bucket", operation_id = "create_bucket", tag = "buckets", request_body = CreateBody,
+    responses((status = 200, description = "Created", body = BucketCreated)))]
 async fn create(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -91,6 +107,8 @@ async fn create(
     Ok(Json(json!({ "name": name })))
 }
 
+#[utoipa::path(get, path = "/bucket", operation_id = "list_buckets", tag = "buckets", params(ListParams),
+    responses((status = 200, description = "The buckets the caller may see", body = [Bucket])))]
 async fn list(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -127,6 +145,8 @@ async fn list(
     Ok(Json(state.storage.list_buckets(&caller, &query).await?))
 }
 
+#[utoipa::path(get, path = "/bucket/{id}", operation_id = "get_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id", example = "x")),
+    responses((status = 200, description = "The bucket", body = Bucket)))]
 async fn fetch(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -135,6 +155,8 @@ async fn fetch(
     Ok(Json(state.storage.get_bucket(&caller, &id).await?))
 }
 
+#[utoipa::path(put, path = "/bucket/{id}", operation_id = "update_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id", example = "x")), request_body = UpdateBody,
+    responses((status = 200, description = "Updated", body = Message)))]
 async fn update(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -150,6 +172,8 @@ async fn update(
     Ok(Json(json!({ "message": "Successfully updated" })))
 }
 
+#[utoipa::path(delete, path = "/bucket/{id}", operation_id = "delete_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id", example = "x")),
+    responses((status = 200, description = "Deleted (it must be empty)", body = Message)))]
 async fn remove(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -159,6 +183,8 @@ async fn remove(
     Ok(Json(json!({ "message": "Successfully deleted" })))
 }
 
+#[utoipa::path(post, path = "/bucket/{id}/empty", operation_id = "empty_bucket", tag = "buckets", params(("id" = String, Path, description = "The bucket's id", example = "x")),
+    responses((status = 200, description = "Every object deleted", body = Message)))]
 async fn empty(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,

@@ -1,7 +1,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::AuthError;
 use crate::core::Error;
@@ -150,14 +151,29 @@ impl IntoResponse for ApiError {
                 tracing::info!(status = self.status.as_u16(), message = %self.message, "request refused")
             }
         }
-        let body = json!({
-            "statusCode": self.status.as_u16().to_string(),
-            "code": self.code,
-            "error": self.error,
-            "message": self.message,
-        });
+        let body = ErrorBody {
+            status_code: self.status.as_u16().to_string(),
+            code: self.code,
+            error: self.error,
+            message: self.message,
+        };
         (self.status, Json(body)).into_response()
     }
+}
+
+/// The body of every error answer (Supabase Storage's shape), as the OpenAPI document shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// The HTTP status, as text (`"404"`).
+    status_code: String,
+    /// The S3-style code storage-js reads (`NoSuchKey`).
+    #[schema(value_type = String)]
+    code: &'static str,
+    /// The older error text storage3 reads.
+    #[schema(value_type = String)]
+    error: &'static str,
+    message: String,
 }
 
 /// Answer for routes that do not exist.

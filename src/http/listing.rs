@@ -1,25 +1,29 @@
 //! `POST /object/list/{bucket}` (v1) and `POST /object/list-v2/{bucket}`.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::json::{JsonBody, flexible_i64};
+use super::openapi::{ListEntry, ListPage};
 use super::{ApiError, AppState, CallerExt};
 use crate::core::listing::{Entry, ListV1, ListV2, Sort, SortColumn};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/object/list/{bucket}", post(list_v1))
-        .route("/object/list-v2/{bucket}", post(list_v2))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_v1))
+        .routes(routes!(list_v2))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 struct SortBy {
+    /// `name` (default), `created_at`, `updated_at` or `last_accessed_at`.
     column: Option<String>,
+    /// `asc` (default) or `desc`.
     order: Option<String>,
 }
 
@@ -47,14 +51,19 @@ impl SortBy {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A v1 listing: one folder level under `prefix`, `limit` entries from `offset`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct V1Body {
     #[serde(default)]
     prefix: Option<String>,
+    /// A whole number, or one as text.
     #[serde(default, deserialize_with = "flexible_i64")]
+    #[schema(value_type = Option<Object>)]
     limit: Option<i64>,
+    /// A whole number, or one as text.
     #[serde(default, deserialize_with = "flexible_i64")]
+    #[schema(value_type = Option<Object>)]
     offset: Option<i64>,
     #[serde(default)]
     sort_by: Option<SortBy>,
@@ -62,11 +71,14 @@ struct V1Body {
     search: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A v2 listing: a page from `cursor`, folders apart when `with_delimiter`.
+#[derive(Debug, Deserialize, ToSchema)]
 struct V2Body {
     #[serde(default)]
     prefix: Option<String>,
+    /// A whole number, or one as text.
     #[serde(default, deserialize_with = "flexible_i64")]
+    #[schema(value_type = Option<Object>)]
     limit: Option<i64>,
     #[serde(default)]
     cursor: Option<String>,
@@ -88,6 +100,9 @@ fn v1_entry(entry: &Entry) -> Value {
     })
 }
 
+#[utoipa::path(post, path = "/object/list/{bucket}", tag = "listing", params(("bucket" = String, Path, description = "The bucket's id", example = "x")),
+    request_body = V1Body,
+    responses((status = 200, description = "The folder's entries", body = [ListEntry])))]
 async fn list_v1(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -105,6 +120,9 @@ async fn list_v1(
     Ok(Json(entries.iter().map(v1_entry).collect()))
 }
 
+#[utoipa::path(post, path = "/object/list-v2/{bucket}", tag = "listing", params(("bucket" = String, Path, description = "The bucket's id", example = "x")),
+    request_body = V2Body,
+    responses((status = 200, description = "A page of entries", body = ListPage)))]
 async fn list_v2(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,

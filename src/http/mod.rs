@@ -13,6 +13,7 @@ mod json;
 mod listing;
 pub mod metrics;
 mod objects;
+mod openapi;
 mod render;
 mod signed;
 mod upload_body;
@@ -34,6 +35,7 @@ use tracing::Level;
 
 pub use error::ApiError;
 pub use identity::{CallerExt, PublicCaller};
+pub use openapi::document as openapi_document;
 
 use crate::auth::Authenticator;
 use crate::core::Storage;
@@ -76,17 +78,9 @@ pub fn app_with(state: AppState, options: AppOptions) -> Router {
         .as_ref()
         .map(crate::s3::S3Front::routes)
         .unwrap_or_default();
-    let mut api = Router::new()
-        .merge(health::routes())
-        .merge(admin::routes())
-        .merge(buckets::routes())
-        .merge(objects::routes())
-        .merge(listing::routes())
-        .merge(signed::routes())
-        .merge(render::routes())
-        .merge(crate::resumable::routes())
-        .merge(console::routes())
-        .with_state(state);
+    // Every route with its OpenAPI entry (see openapi.rs); the document itself is built apart.
+    let (api, _) = openapi::api().split_for_parts();
+    let mut api = api.merge(console::routes()).with_state(state);
     let mut extra = Router::new();
     if let Some(exporter) = options.metrics {
         // Route layers: they see the matched route, which names the request's kind.

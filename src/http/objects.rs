@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use axum::Json;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{
@@ -13,48 +12,45 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::download::{self, RangeDecision};
 use super::json::JsonBody;
+use super::openapi::{Copied, Message, Moved, ObjectInfo, Stored};
 use super::upload_body;
 use super::{ApiError, AppState, CallerExt, PublicCaller};
 use crate::core::media_type::MediaType;
 use crate::core::objects::{CopyHeaders, CopyRequest, ObjectRow, Upload};
 use crate::core::{Caller, Error, Operation};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/object/move", post(move_object))
-        .route("/object/copy", post(copy_object))
-        .route(
-            "/object/info/authenticated/{bucket}/{*path}",
-            get(info).head(head),
-        )
-        .route(
-            "/object/info/public/{bucket}/{*path}",
-            get(info_public).head(head_public),
-        )
-        .route("/object/info/{bucket}/{*path}", get(info).head(head))
-        .route(
-            "/object/authenticated/{bucket}/{*path}",
-            get(download).head(head),
-        )
-        .route(
-            "/object/public/{bucket}/{*path}",
-            get(download_public).head(head_public),
-        )
-        .route(
-            "/object/{bucket}/{*path}",
-            post(upload_post)
-                .put(upload_put)
-                .get(download)
-                .head(head)
-                .delete(delete_one),
-        )
-        .route("/object/{bucket}", delete(delete_many))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(move_object))
+        .routes(routes!(copy_object))
+        .routes(routes!(info_authenticated, head_info_authenticated))
+        .routes(routes!(info_public, head_info_public))
+        .routes(routes!(info, head_info))
+        .routes(routes!(download_authenticated, head_authenticated))
+        .routes(routes!(download_public, head_public))
+        .routes(routes!(upload_post, upload_put, download, head, delete_one))
+        .routes(routes!(delete_many))
+}
+
+/// An upload as a form: the file part, optionally after its fields.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct UploadForm {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Whole seconds, or a Cache-Control value.
+    #[serde(rename = "cacheControl")]
+    cache_control: Option<String>,
+    /// User metadata, as JSON text.
+    metadata: Option<String>,
 }
 
 pub(super) fn upsert_header(headers: &HeaderMap) -> bool {
@@ -64,6 +60,14 @@ pub(super) fn upsert_header(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
+/// Uploads a new object (`x-upsert: true` replaces an existing one).
+#[utoipa::path(post, path = "/object/{bucket}/{*path}", tag = "objects", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    request_body(description = "The bytes (their type in Content-Type), or a form whose file part holds them",
+        content((String = "application/octet-stream"), (UploadForm = "multipart/form-data"))),
+    responses((status = 200, description = "Stored", body = Stored)))]
 async fn upload_post(
     state: State<AppState>,
     caller: CallerExt,
@@ -75,6 +79,13 @@ async fn upload_post(
     upload(state, caller, path, headers, body, upsert).await
 }
 
+#[utoipa::path(put, path = "/object/{bucket}/{*path}", tag = "objects", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    request_body(description = "The bytes (their type in Content-Type), or a form whose file part holds them",
+        content((String = "application/octet-stream"), (UploadForm = "multipart/form-data"))),
+    responses((status = 200, description = "Stored", body = Stored)))]
 /// PUT replaces (and creates when missing), as Supabase's update does.
 async fn upload_put(
     state: State<AppState>,
@@ -120,6 +131,16 @@ async fn upload(
     })))
 }
 
+#[utoipa::path(get, path = "/object/{bucket}/{*path}", tag = "objects", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
+    ),
+    responses(
+        (status = 200, description = "The object's bytes", body = String, content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range", body = String, content_type = "application/octet-stream"),
+        (status = 304, description = "Not modified"),
+    ))]
 async fn download(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -130,6 +151,37 @@ async fn download(
     serve_object(&state, &caller, &bucket, &name, &query, &headers).await
 }
 
+/// The same as [`download`], at `/object/authenticated`.
+#[utoipa::path(get, path = "/object/authenticated/{bucket}/{*path}", tag = "objects", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
+    ),
+    responses(
+        (status = 200, description = "The object's bytes", body = String, content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range", body = String, content_type = "application/octet-stream"),
+        (status = 304, description = "Not modified"),
+    ))]
+async fn download_authenticated(
+    state: State<AppState>,
+    caller: CallerExt,
+    path: Path<(String, String)>,
+    query: Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    download(state, caller, path, query, headers).await
+}
+
+#[utoipa::path(get, path = "/object/public/{bucket}/{*path}", tag = "objects", security(()), params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
+    ),
+    responses(
+        (status = 200, description = "The object's bytes", body = String, content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range", body = String, content_type = "application/octet-stream"),
+        (status = 304, description = "Not modified"),
+    ))]
 /// The public route runs as `anon`, whatever credentials came with it: `public` is a flag that
 /// policies read, not a bypass of Row Level Security.
 async fn download_public(
@@ -142,6 +194,14 @@ async fn download_public(
     serve_object(&state, &caller, &bucket, &name, &query, &headers).await
 }
 
+#[utoipa::path(head, path = "/object/{bucket}/{*path}", tag = "objects", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    responses(
+        (status = 200, description = "The object's headers, without its bytes"),
+        (status = 304, description = "Not modified"),
+    ))]
 async fn head(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -151,6 +211,14 @@ async fn head(
     head_object(&state, &caller, &bucket, &name, &headers).await
 }
 
+#[utoipa::path(head, path = "/object/public/{bucket}/{*path}", tag = "objects", security(()), params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    responses(
+        (status = 200, description = "The object's headers, without its bytes"),
+        (status = 304, description = "Not modified"),
+    ))]
 async fn head_public(
     State(state): State<AppState>,
     PublicCaller(caller): PublicCaller,
@@ -158,6 +226,75 @@ async fn head_public(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     head_object(&state, &caller, &bucket, &name, &headers).await
+}
+
+#[utoipa::path(head, path = "/object/authenticated/{bucket}/{*path}", tag = "objects", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    responses(
+        (status = 200, description = "The object's headers, without its bytes"),
+        (status = 304, description = "Not modified"),
+    ))]
+async fn head_authenticated(
+    state: State<AppState>,
+    caller: CallerExt,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    head(state, caller, path, headers).await
+}
+
+/// HEAD on an info route answers the object's own headers.
+#[utoipa::path(head, path = "/object/info/{bucket}/{*path}", tag = "objects", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    responses(
+        (status = 200, description = "The object's headers, without its bytes"),
+        (status = 304, description = "Not modified"),
+    ))]
+async fn head_info(
+    state: State<AppState>,
+    caller: CallerExt,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    head(state, caller, path, headers).await
+}
+
+#[utoipa::path(head, path = "/object/info/authenticated/{bucket}/{*path}", tag = "objects", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    responses(
+        (status = 200, description = "The object's headers, without its bytes"),
+        (status = 304, description = "Not modified"),
+    ))]
+async fn head_info_authenticated(
+    state: State<AppState>,
+    caller: CallerExt,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    head(state, caller, path, headers).await
+}
+
+#[utoipa::path(head, path = "/object/info/public/{bucket}/{*path}", tag = "objects", security(()), params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    responses(
+        (status = 200, description = "The object's headers, without its bytes"),
+        (status = 304, description = "Not modified"),
+    ))]
+async fn head_info_public(
+    state: State<AppState>,
+    caller: PublicCaller,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    head_public(state, caller, path, headers).await
 }
 
 /// Headers shared by GET, HEAD and 304 answers.
@@ -302,6 +439,11 @@ fn info_json(row: &ObjectRow) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/object/info/{bucket}/{*path}", tag = "objects", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    responses((status = 200, description = "The object's fields", body = ObjectInfo)))]
 async fn info(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -310,12 +452,30 @@ async fn info(
     object_info(&state, &caller, &bucket, &name).await
 }
 
+#[utoipa::path(get, path = "/object/info/public/{bucket}/{*path}", tag = "objects", security(()), params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    responses((status = 200, description = "The object's fields", body = ObjectInfo)))]
 async fn info_public(
     State(state): State<AppState>,
     PublicCaller(caller): PublicCaller,
     Path((bucket, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     object_info(&state, &caller, &bucket, &name).await
+}
+
+#[utoipa::path(get, path = "/object/info/authenticated/{bucket}/{*path}", tag = "objects", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    responses((status = 200, description = "The object's fields", body = ObjectInfo)))]
+async fn info_authenticated(
+    state: State<AppState>,
+    caller: CallerExt,
+    path: Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    info(state, caller, path).await
 }
 
 /// The object's fields as JSON, with the object's `ETag`, `Last-Modified` and `Cache-Control`
@@ -341,6 +501,11 @@ async fn object_info(
     Ok(response)
 }
 
+#[utoipa::path(delete, path = "/object/{bucket}/{*path}", tag = "objects", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+    ),
+    responses((status = 200, description = "Deleted", body = Message)))]
 async fn delete_one(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -350,11 +515,15 @@ async fn delete_one(
     Ok(Json(json!({ "message": "Successfully deleted" })))
 }
 
-#[derive(Debug, Deserialize)]
+/// The names to delete (whole names, not prefixes, despite the field's name).
+#[derive(Debug, Deserialize, ToSchema)]
 struct DeleteMany {
     prefixes: Vec<String>,
 }
 
+#[utoipa::path(delete, path = "/object/{bucket}", tag = "objects",
+    params(("bucket" = String, Path, description = "The bucket's id", example = "x")), request_body = DeleteMany,
+    responses((status = 200, description = "The rows deleted (names not found are left out)", body = [ObjectRow])))]
 async fn delete_many(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -369,7 +538,7 @@ async fn delete_many(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct MoveBody {
     bucket_id: String,
@@ -380,7 +549,7 @@ struct MoveBody {
 
 /// Supabase's copy body. Unknown keys are refused rather than ignored: a key this server does
 /// not know (`sourceVersionId`, `metadata.contentEncoding`) would otherwise be silently dropped.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CopyBody {
     bucket_id: String,
@@ -394,7 +563,7 @@ struct CopyBody {
 }
 
 /// The copy's own system metadata, used with `copyMetadata: false`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CopyMetadata {
     cache_control: Option<String>,
@@ -413,6 +582,8 @@ fn header_field(name: &str, value: Option<String>) -> Result<Option<String>, Api
     }
 }
 
+#[utoipa::path(post, path = "/object/move", tag = "objects", request_body = MoveBody,
+    responses((status = 200, description = "Moved", body = Moved)))]
 async fn move_object(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -438,6 +609,9 @@ async fn move_object(
     })))
 }
 
+#[utoipa::path(post, path = "/object/copy", tag = "objects", request_body = CopyBody,
+    params(("x-metadata" = Option<String>, Header, description = "The copy's user metadata: base64 of JSON")),
+    responses((status = 200, description = "Copied", body = Copied)))]
 async fn copy_object(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,

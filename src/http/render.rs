@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{
@@ -13,9 +12,10 @@ use axum::http::header::{
 };
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::download;
 use super::identity::headers_json;
@@ -27,14 +27,11 @@ use crate::core::{Caller, Operation};
 use crate::transform::pipeline::AVIF_ENABLED;
 use crate::transform::{Params, Request, TransformError};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/render/image/authenticated/{bucket}/{*path}",
-            get(render_authenticated),
-        )
-        .route("/render/image/public/{bucket}/{*path}", get(render_public))
-        .route("/render/image/sign/{bucket}/{*path}", get(render_signed))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(render_authenticated))
+        .routes(routes!(render_public))
+        .routes(routes!(render_signed))
 }
 
 impl From<TransformError> for ApiError {
@@ -58,6 +55,20 @@ impl From<TransformError> for ApiError {
     }
 }
 
+#[utoipa::path(get, path = "/render/image/authenticated/{bucket}/{*path}", tag = "render",
+    params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ("width" = Option<u32>, Query, description = "Width in pixels"),
+        ("height" = Option<u32>, Query, description = "Height in pixels"),
+        ("resize" = Option<String>, Query, description = "`cover` (default), `contain` or `fill`"),
+        ("quality" = Option<u32>, Query, description = "20 to 100"),
+        ("format" = Option<String>, Query, description = "`origin` keeps the source's format; absent: negotiated from Accept"),
+    ),
+    responses(
+        (status = 200, description = "The rendered image", body = String, content_type = "image/*"),
+        (status = 304, description = "Not modified"),
+    ))]
 async fn render_authenticated(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -76,6 +87,20 @@ async fn render_authenticated(
     respond(result)
 }
 
+#[utoipa::path(get, path = "/render/image/public/{bucket}/{*path}", tag = "render", security(()),
+    params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ("width" = Option<u32>, Query, description = "Width in pixels"),
+        ("height" = Option<u32>, Query, description = "Height in pixels"),
+        ("resize" = Option<String>, Query, description = "`cover` (default), `contain` or `fill`"),
+        ("quality" = Option<u32>, Query, description = "20 to 100"),
+        ("format" = Option<String>, Query, description = "`origin` keeps the source's format; absent: negotiated from Accept"),
+    ),
+    responses(
+        (status = 200, description = "The rendered image", body = String, content_type = "image/*"),
+        (status = 304, description = "Not modified"),
+    ))]
 /// Runs as `anon` whatever credentials come with it, like `/object/public`.
 async fn render_public(
     State(state): State<AppState>,
@@ -95,6 +120,21 @@ async fn render_public(
     respond(result)
 }
 
+#[utoipa::path(get, path = "/render/image/sign/{bucket}/{*path}", tag = "render", security(()),
+    params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ("width" = Option<u32>, Query, description = "Width in pixels"),
+        ("height" = Option<u32>, Query, description = "Height in pixels"),
+        ("resize" = Option<String>, Query, description = "`cover` (default), `contain` or `fill`"),
+        ("quality" = Option<u32>, Query, description = "20 to 100"),
+        ("format" = Option<String>, Query, description = "`origin` keeps the source's format; absent: negotiated from Accept"),
+        ("token" = String, Query, description = "The signed token"),
+    ),
+    responses(
+        (status = 200, description = "The rendered image", body = String, content_type = "image/*"),
+        (status = 304, description = "Not modified"),
+    ))]
 /// A signed rendition URL: the parameters are the token's (signed with it), not the query's; a
 /// plain download token takes them from the query.
 async fn render_signed(

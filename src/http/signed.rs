@@ -12,18 +12,20 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Json;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
-use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::identity::headers_json;
 use super::json::JsonBody;
 use super::objects::{serve_object, upsert_header};
+use super::openapi::{SignedUpload, SignedUrl, SignedUrlEntry, Stored};
 use super::upload_body;
 use super::{ApiError, AppState, CallerExt};
 use crate::auth::Identity;
@@ -52,17 +54,11 @@ fn url_path(bucket: &str, name: &str) -> String {
     format!("{}/{}", encode(bucket), encode(name))
 }
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/object/sign/{bucket}/{*path}",
-            post(sign_one).get(signed_download),
-        )
-        .route("/object/sign/{bucket}", post(sign_many))
-        .route(
-            "/object/upload/sign/{bucket}/{*path}",
-            post(sign_upload).put(signed_upload),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sign_one, signed_download))
+        .routes(routes!(sign_many))
+        .routes(routes!(sign_upload, signed_upload))
 }
 
 impl From<SignedUrlError> for ApiError {
@@ -126,16 +122,25 @@ fn verify(
     )?)
 }
 
-#[derive(Debug, Deserialize)]
+/// How long the URL lives, and optionally the rendition it serves.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SignOne {
+    /// Whole seconds, as a number or numeric text.
+    #[schema(value_type = Object)]
     expires_in: Option<Value>,
     /// Image transformation parameters (storage-js `createSignedUrl(path, n, {transform})`):
     /// the URL is then a rendition URL carrying them.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     transform: Option<Value>,
 }
 
+#[utoipa::path(post, path = "/object/sign/{bucket}/{*path}", tag = "signed", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),),
+    request_body = SignOne,
+    responses((status = 200, description = "The signed URL", body = SignedUrl)))]
 async fn sign_one(
     State(state): State<AppState>,
     CallerExt(caller): CallerExt,
@@ -171,13 +176,20 @@ async fn sign_one(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+/// How long the URLs live, and the names to sign.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SignMany {
+    /// Whole seconds, as a number or numeric text.
+    #[schema(value_type = Object)]
     expires_in: Option<Value>,
     paths: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/object/sign/{bucket}", tag = "signed",
+    params(("bucket" = String, Path, description = "The bucket's id", example = "x")),
+    request_body = SignMany,
+    responses((status = 200, description = "One entry per path, in order", body = [SignedUrlEntry])))]
 /// Batch signing: one entry per requested path, in order; a path the caller may not sign gets an
 /// error entry rather than failing the batch.
 async fn sign_many(
@@ -212,6 +224,17 @@ async fn sign_many(
     Ok(Json(answer))
 }
 
+#[utoipa::path(get, path = "/object/sign/{bucket}/{*path}", tag = "signed", security(()), params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ("token" = String, Query, description = "The signed token"),
+        ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
+    ),
+    responses(
+        (status = 200, description = "The object's bytes", body = String, content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range", body = String, content_type = "application/octet-stream"),
+        (status = 304, description = "Not modified"),
+    ))]
 /// GET with a download token: served exactly as a normal download (headers, Range,
 /// conditional requests, `?download=`), the row read with privilege.
 async fn signed_download(
@@ -243,6 +266,10 @@ async fn signed_download(
     .await
 }
 
+#[utoipa::path(post, path = "/object/upload/sign/{bucket}/{*path}", tag = "signed", params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),),
+    responses((status = 200, description = "The signed upload URL", body = SignedUpload)))]
 /// Signs an upload URL for the caller, valid for [`UPLOAD_URL_LIFETIME`]. Takes no body
 /// (storage3 sends none, storage-js sends `{}`); `x-upsert: true` makes an upsert token.
 async fn sign_upload(
@@ -283,6 +310,14 @@ async fn sign_upload(
     })))
 }
 
+#[utoipa::path(put, path = "/object/upload/sign/{bucket}/{*path}", tag = "signed", security(()), params(
+        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
+        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ("token" = String, Query, description = "The signed token"),
+    ),
+    request_body(description = "The bytes (their type in Content-Type), or a form whose file part holds them",
+        content((String = "application/octet-stream"), ("multipart/form-data"))),
+    responses((status = 200, description = "Stored", body = Stored)))]
 /// PUT with an upload token: the full upload protocol, owned by the signer, with the token's
 /// upsert (the request's `x-upsert` is ignored). No Authorization header is needed. What the
 /// token allows is checked again at use time against what exists then (see

@@ -37,6 +37,15 @@ fn http_date(at: DateTime<Utc>) -> String {
     httpdate::fmt_http_date(at.into())
 }
 
+/// The protocol's capabilities (TUS `OPTIONS`).
+#[utoipa::path(
+    options,
+    path = "/upload/resumable",
+    operation_id = "resumable_options",
+    tag = "resumable",
+    security(()),
+    responses((status = 204, description = "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm")),
+)]
 pub async fn options(State(state): State<AppState>) -> Result<Response, ApiError> {
     finish(
         response(StatusCode::NO_CONTENT)
@@ -104,10 +113,41 @@ fn origin(parts: &Parts) -> Option<String> {
     Some(format!("{proto}://{host}"))
 }
 
+/// Creates an upload (TUS creation; bytes may come with it).
+#[utoipa::path(
+    post,
+    path = "/upload/resumable",
+    operation_id = "resumable_create",
+    tag = "resumable",
+    params(
+        ("tus-resumable" = String, Header, description = "The protocol version, `1.0.0`", example = "1.0.0"),
+        ("upload-length" = Option<u64>, Header, description = "The object's size in bytes"),
+        ("upload-defer-length" = Option<String>, Header, description = "`1`: the size comes later"),
+        ("upload-metadata" = Option<String>, Header, description = "`bucketName`, `objectName`, `contentType`, `cacheControl`, `metadata`, each base64"),
+        ("x-upsert" = Option<String>, Header, description = "`true`: replace an existing object"),
+    ),
+    responses((status = 201, description = "Created; Location names the upload")),
+)]
 pub async fn create(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     create_upload(state, request, false).await
 }
 
+/// Creates an upload with a signed upload token.
+#[utoipa::path(
+    post,
+    path = "/upload/resumable/sign",
+    operation_id = "resumable_create_signed",
+    tag = "resumable",
+    security(()),
+    params(
+        ("tus-resumable" = String, Header, description = "The protocol version, `1.0.0`", example = "1.0.0"),
+        ("upload-length" = Option<u64>, Header, description = "The object's size in bytes"),
+        ("upload-defer-length" = Option<String>, Header, description = "`1`: the size comes later"),
+        ("upload-metadata" = Option<String>, Header, description = "`bucketName`, `objectName`, `contentType`, `cacheControl`, `metadata`, each base64"),
+        ("x-signature" = String, Header, description = "The signed upload token from `/object/upload/sign`"),
+    ),
+    responses((status = 201, description = "Created; Location names the upload")),
+)]
 pub async fn create_signed(
     State(state): State<AppState>,
     request: Request,
@@ -307,6 +347,17 @@ async fn open(
     Ok((access, upload))
 }
 
+#[utoipa::path(
+    head,
+    path = "/upload/resumable/{id}",
+    operation_id = "resumable_head",
+    tag = "resumable",
+    params(
+        ("id" = String, Path, description = "The upload, as the Location of its creation names it"),
+        ("tus-resumable" = String, Header, description = "The protocol version, `1.0.0`", example = "1.0.0"),
+    ),
+    responses((status = 200, description = "Upload-Offset and Upload-Length")),
+)]
 pub async fn head(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -315,6 +366,19 @@ pub async fn head(
     head_upload(state, request, id, false).await
 }
 
+#[utoipa::path(
+    head,
+    path = "/upload/resumable/sign/{id}",
+    operation_id = "resumable_head_signed",
+    tag = "resumable",
+    security(()),
+    params(
+        ("id" = String, Path, description = "The upload, as the Location of its creation names it"),
+        ("tus-resumable" = String, Header, description = "The protocol version, `1.0.0`", example = "1.0.0"),
+        ("x-signature" = String, Header, description = "The signed upload token from `/object/upload/sign`"),
+    ),
+    responses((status = 200, description = "Upload-Offset and Upload-Length")),
+)]
 pub async fn head_signed(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -397,6 +461,19 @@ async fn completed_size(
         .flatten()
 }
 
+#[utoipa::path(
+    patch,
+    path = "/upload/resumable/{id}",
+    operation_id = "resumable_patch",
+    tag = "resumable",
+    params(
+        ("id" = String, Path, description = "The upload, as the Location of its creation names it"),
+        ("tus-resumable" = String, Header, description = "The protocol version, `1.0.0`", example = "1.0.0"),
+        ("upload-offset" = u64, Header, description = "Where these bytes start"),
+    ),
+    request_body(content = String, content_type = "application/offset+octet-stream", description = "The bytes from Upload-Offset"),
+    responses((status = 204, description = "Appended; Upload-Offset is the new offset")),
+)]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -405,6 +482,21 @@ pub async fn patch(
     patch_upload(state, request, id, false).await
 }
 
+#[utoipa::path(
+    patch,
+    path = "/upload/resumable/sign/{id}",
+    operation_id = "resumable_patch_signed",
+    tag = "resumable",
+    security(()),
+    params(
+        ("id" = String, Path, description = "The upload, as the Location of its creation names it"),
+        ("tus-resumable" = String, Header, description = "The protocol version, `1.0.0`", example = "1.0.0"),
+        ("upload-offset" = u64, Header, description = "Where these bytes start"),
+        ("x-signature" = String, Header, description = "The signed upload token from `/object/upload/sign`"),
+    ),
+    request_body(content = String, content_type = "application/offset+octet-stream", description = "The bytes from Upload-Offset"),
+    responses((status = 204, description = "Appended; Upload-Offset is the new offset")),
+)]
 pub async fn patch_signed(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -482,6 +574,18 @@ async fn patch_upload(
 
 /// `POST` with `X-HTTP-Method-Override: PATCH` (or `DELETE`), for clients behind proxies that
 /// only pass GET and POST (tus-js-client's `overridePatchMethod`).
+#[utoipa::path(
+    post,
+    path = "/upload/resumable/{id}",
+    operation_id = "resumable_overridden",
+    tag = "resumable",
+    params(
+        ("id" = String, Path, description = "The upload, as the Location of its creation names it"),
+        ("tus-resumable" = String, Header, description = "The protocol version, `1.0.0`", example = "1.0.0"),
+        ("x-http-method-override" = String, Header, description = "`PATCH` or `DELETE`"),
+    ),
+    responses((status = 204, description = "Done")),
+)]
 pub async fn overridden(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -490,6 +594,20 @@ pub async fn overridden(
     override_method(state, request, id, false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/upload/resumable/sign/{id}",
+    operation_id = "resumable_overridden_signed",
+    tag = "resumable",
+    security(()),
+    params(
+        ("id" = String, Path, description = "The upload, as the Location of its creation names it"),
+        ("tus-resumable" = String, Header, description = "The protocol version, `1.0.0`", example = "1.0.0"),
+        ("x-http-method-override" = String, Header, description = "`PATCH` or `DELETE`"),
+        ("x-signature" = String, Header, description = "The signed upload token from `/object/upload/sign`"),
+    ),
+    responses((status = 204, description = "Done")),
+)]
 pub async fn overridden_signed(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -521,6 +639,17 @@ async fn override_method(
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/upload/resumable/{id}",
+    operation_id = "resumable_delete",
+    tag = "resumable",
+    params(
+        ("id" = String, Path, description = "The upload, as the Location of its creation names it"),
+        ("tus-resumable" = String, Header, description = "The protocol version, `1.0.0`", example = "1.0.0"),
+    ),
+    responses((status = 204, description = "Terminated")),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -529,6 +658,19 @@ pub async fn delete(
     delete_upload(state, request, id, false).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/upload/resumable/sign/{id}",
+    operation_id = "resumable_delete_signed",
+    tag = "resumable",
+    security(()),
+    params(
+        ("id" = String, Path, description = "The upload, as the Location of its creation names it"),
+        ("tus-resumable" = String, Header, description = "The protocol version, `1.0.0`", example = "1.0.0"),
+        ("x-signature" = String, Header, description = "The signed upload token from `/object/upload/sign`"),
+    ),
+    responses((status = 204, description = "Terminated")),
+)]
 pub async fn delete_signed(
     State(state): State<AppState>,
     Path(id): Path<String>,

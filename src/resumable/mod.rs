@@ -10,51 +10,47 @@ mod checksum;
 mod handlers;
 mod protocol;
 
-use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{head, post};
+use axum::routing::{options, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::AppState;
 
 /// The routes, to be served at `/` and under `/storage/v1` beside the REST API.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/upload/resumable",
-            post(handlers::create).options(handlers::options),
-        )
+/// Each route with its OpenAPI entry (`routes!`, see `crate::http::openapi`); OPTIONS (the
+/// same answer everywhere) is described once, at `/upload/resumable`.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(handlers::create, handlers::options))
         // Clients are often configured with a trailing slash.
         .route(
             "/upload/resumable/",
             post(handlers::create).options(handlers::options),
         )
-        .route(
-            "/upload/resumable/sign",
-            post(handlers::create_signed).options(handlers::options),
-        )
+        .routes(routes!(handlers::create_signed))
+        .route("/upload/resumable/sign", options(handlers::options))
         .route(
             "/upload/resumable/sign/",
             post(handlers::create_signed).options(handlers::options),
         )
-        .route(
-            "/upload/resumable/sign/{id}",
-            head(handlers::head_signed)
-                .post(handlers::overridden_signed)
-                .patch(handlers::patch_signed)
-                .delete(handlers::delete_signed)
-                .options(handlers::options),
-        )
-        .route(
-            "/upload/resumable/{id}",
-            head(handlers::head)
-                .post(handlers::overridden)
-                .patch(handlers::patch)
-                .delete(handlers::delete)
-                .options(handlers::options),
-        )
+        .routes(routes!(
+            handlers::head_signed,
+            handlers::overridden_signed,
+            handlers::patch_signed,
+            handlers::delete_signed
+        ))
+        .route("/upload/resumable/sign/{id}", options(handlers::options))
+        .routes(routes!(
+            handlers::head,
+            handlers::overridden,
+            handlers::patch,
+            handlers::delete
+        ))
+        .route("/upload/resumable/{id}", options(handlers::options))
         .layer(axum::middleware::from_fn(tus_headers))
 }
 

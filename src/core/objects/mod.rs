@@ -54,7 +54,7 @@ pub struct ObjectMetadata {
 }
 
 /// An object row as clients see it in listings and delete results.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ObjectRow {
     pub id: Uuid,
     pub bucket_id: String,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::core::{Error, Storage};
 
 /// One policy on a table of the `storage` schema.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Policy {
     /// The table, e.g. `objects` (always in the `storage` schema).
     pub table: String,

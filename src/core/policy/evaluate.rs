@@ -42,7 +42,7 @@ pub(super) struct Spec {
 }
 
 /// The result of one check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Check {
     /// `storage.objects` or `storage.buckets`.
     pub table: String,
@@ -56,7 +56,7 @@ pub struct Check {
 }
 
 /// One policy's expression on the row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyResult {
     pub name: String,
     /// The policy's own command (`ALL` or the checked one).

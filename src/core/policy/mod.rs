@@ -60,7 +60,7 @@ impl CheckRequest {
 }
 
 /// How the real request would end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Allowed,
@@ -81,7 +81,7 @@ pub enum Outcome {
 }
 
 /// The tester's answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CheckReport {
     pub allowed: bool,
     pub outcome: Outcome,
