@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${SIZE_MIB:-1024}
 CHUNK_MIB=${CHUNK_MIB:-6}
-BIN=${BIN:-target/release/pgstorage}
+BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/pgstorage}
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/pgstorage-bench.XXXXXX)
@@ -35,7 +35,11 @@ curl -fsS -X POST "$url/bucket" -H "Authorization: Bearer $key" -H 'content-type
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$work/big.bin"
 head -c "$((10 * 1024 * 1024))" /dev/urandom >"$work/small.bin"
 rss() { awk -v f="$1" '$1 == f":" {print $2}' "/proc/$pid/status"; }
+# CPU seconds (user + system) the server has used so far: the repeatable figure on a busy
+# machine, where wall-clock throughput is not.
+server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$pid/stat"; }
 
+c0=$(server_cpu)
 rest=$(curl -fsS -X POST -T "$work/big.bin" -H "Authorization: Bearer $key" \
         -H 'content-type: application/octet-stream' -o /dev/null -w '%{time_total}' "$url/object/bench/rest.bin")
 
@@ -70,7 +74,9 @@ end = time.monotonic()
 print(f"{end - start:.2f} {(end - finish) * 1000:.1f}")
 PY
 }
+c1=$(server_cpu)
 read -r tus_s big_finish_ms <<<"$(tus "$work/big.bin" tus.bin)"
+c2=$(server_cpu)
 peak=$(rss VmHWM)
 read -r _ small_finish_ms <<<"$(tus "$work/small.bin" small.bin)"
 
@@ -83,4 +89,5 @@ echo "file:                 $SIZE_MIB MiB, TUS in $CHUNK_MIB MiB PATCHes (sha256
 echo "REST, one request:    ${rest}s, $(mbps "$rest") MB/s"
 echo "TUS:                  ${tus_s}s, $(mbps "$tus_s") MB/s ($(python3 -c "print(f'{$rest / $tus_s * 100:.0f}')")% of REST's throughput)"
 echo "finishing (final PATCH, no bytes): ${small_finish_ms} ms for 10 MiB, ${big_finish_ms} ms for $SIZE_MIB MiB"
+echo "server CPU seconds:   REST $(python3 -c "print(f'{$c1 - $c0:.2f}')"), TUS $(python3 -c "print(f'{$c2 - $c1:.2f}')")"
 echo "server peak RSS:      $((peak / 1024)) MiB"

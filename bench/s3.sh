@@ -12,6 +12,7 @@
 #
 #   cargo build --release && scripts/install-client-deps && bench/s3.sh
 #   SIZE_MIB=256 SECONDS_EACH=2 LIST_BIG=0 bench/s3.sh         # quicker
+#   ONLY_LARGE=1 bench/s3.sh                                    # section 3 alone
 #
 # Needs wrk (apt-get install wrk), curl, psql and the PostgreSQL binaries, and the boto3/AWS CLI
 # virtualenv tests/clients/s3/.venv. Runs the embedded default in a temporary directory,
@@ -22,6 +23,7 @@ SIZE_MIB=${SIZE_MIB:-1024}
 SECONDS_EACH=${SECONDS_EACH:-4}
 ROUNDS=${ROUNDS:-3}
 LIST_BIG=${LIST_BIG:-1000000}
+ONLY_LARGE=${ONLY_LARGE:-0}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/release/pgstorage}
 VENV=tests/clients/s3/.venv
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
@@ -82,6 +84,7 @@ rate() {
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 
+if [ "$ONLY_LARGE" = 0 ]; then
 declare -a s3get restget s3put restput
 # Warm-up (discarded): the first round of each kind ran measurably slower in trial runs.
 saved=$SECONDS_EACH SECONDS_EACH=1
@@ -101,6 +104,7 @@ g_s3=$(median "${s3get[@]}"); g_rest=$(median "${restget[@]}")
 p_s3=$(median "${s3put[@]}"); p_rest=$(median "${restput[@]}")
 echo "GET 1 KiB:   S3 $g_s3 req/s, REST $g_rest req/s, ratio $(ratio "$g_s3" "$g_rest") (target >= 0.85)"
 echo "PUT 1 KiB:   S3 $p_s3 req/s, REST $p_rest req/s, ratio $(ratio "$p_s3" "$p_rest") (target >= 0.85)"
+fi
 
 # --- 3. one large file: aws s3 cp (multipart) vs curl -T (REST) ------------------------------
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$work/big.bin"
@@ -110,7 +114,7 @@ reset_hwm() { echo 5 >"/proc/$pid/clear_refs"; }
 now() { date +%s.%N; }
 # CPU seconds (user + system) the server has used so far, and the client's, per upload: both
 # share the machine's cores, so a client that hashes every byte slows the server down.
-server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$pid/stat"; }
+server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$pid/stat"; }
 TIMEFORMAT='%U %S'
 reset_hwm
 c0=$(server_cpu); t0=$(now)
@@ -132,7 +136,7 @@ cl_uns=$( { time AWS_CONFIG_FILE="$work/aws-unsigned.config" "$VENV/bin/aws" --e
   --only-show-errors "$work/big.bin" s3://bench/big-s3-unsigned.bin; } 2>&1 | tail -1)
 t5=$(now); c5=$(server_cpu)
 rss_uns=$(hwm)
-cpu() { python3 -c "print(f'{$1 + $2:.1f}')"; }
+cpu() { python3 -c "print(f'{$1 + $2:.2f}')"; }
 echo "CPU seconds: aws s3 cp $(cpu $cl_s3), server $(cpu "$c1" "-$c0"); curl $(cpu $cl_rest), server $(cpu "$c3" "-$c2"); aws unsigned $(cpu $cl_uns), server $(cpu "$c5" "-$c4")"
 got=$(curl -fsS "${auth[@]}" "$url/object/info/bench/big-rest.bin" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sha256"])')
 [ "$got" = "$want" ] || { echo "big-rest.bin: sha256 mismatch" >&2; exit 1; }
@@ -144,6 +148,8 @@ mbps() { python3 -c "print(f'{$SIZE_MIB*1048576/($2-$1)/1e6:.0f}')"; }
 up_s3=$(mbps "$t0" "$t1"); up_rest=$(mbps "$t2" "$t3"); up_uns=$(mbps "$t4" "$t5")
 echo "$SIZE_MIB MiB:    aws s3 cp $up_s3 MB/s (peak RSS $rss_s3 MiB), curl REST $up_rest MB/s (peak RSS $rss_rest MiB), ratio $(ratio "$up_s3" "$up_rest") (targets >= 0.80, < 64 MiB)"
 echo "$SIZE_MIB MiB:    aws s3 cp, unsigned payload $up_uns MB/s (peak RSS $rss_uns MiB), ratio $(ratio "$up_uns" "$up_rest")"
+
+[ "$ONLY_LARGE" = 0 ] || exit 0
 
 # --- 4. CompleteMultipartUpload -----------------------------------------------------------
 c1000=$("$py" bench/s3_client.py complete "$url" bench 1000 1024 "$ROUNDS")

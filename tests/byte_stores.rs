@@ -204,6 +204,50 @@ mod cases {
         }
     }
 
+    /// Empty chunks carry nothing: the metered upload stream yields one once the body's last
+    /// byte has passed and before its digests are checked (`core::meter::END_OF_DATA`), which
+    /// the fs store takes as its cue to flush. The bytes come back intact, and a body that still
+    /// fails after that announcement (a digest that did not match) leaves nothing.
+    pub async fn empty_chunks_carry_nothing(
+        store: &dyn ByteStore,
+        inspect: &TestStore,
+        how: Write,
+    ) {
+        let bytes = data(3 * MIB + 5, 7);
+        let pieces = |bytes: &[u8]| -> Vec<io::Result<Bytes>> {
+            let mut pieces: Vec<io::Result<Bytes>> = vec![Ok(Bytes::new())];
+            for chunk in bytes.chunks(MIB) {
+                pieces.push(Ok(Bytes::copy_from_slice(chunk)));
+                pieces.push(Ok(Bytes::new()));
+            }
+            pieces
+        };
+        let key = new_key();
+        let stream = futures::stream::iter(pieces(&bytes)).boxed();
+        let written = write(store, how, &key, stream).await.expect("put");
+        assert_eq!(written, bytes.len() as u64);
+        assert!(
+            read(store, &key, None).await == bytes,
+            "the body came back changed"
+        );
+
+        let key = new_key();
+        let mut failing = pieces(&bytes);
+        failing.push(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the body's MD5 did not match the one given",
+        )));
+        let result = write(store, how, &key, futures::stream::iter(failing).boxed()).await;
+        assert!(matches!(result, Err(StoreError::Body(_))), "{result:?}");
+        assert!(is_not_found(&store.get(&key, None).await));
+        assert_eq!(
+            inspect.stored_keys().await,
+            1,
+            "only the first body is stored"
+        );
+        assert_eq!(inspect.partial_writes().await, 0);
+    }
+
     /// A write dropped half-way (the request was cancelled) leaves nothing either, once its
     /// clean-up has run. (A staged write may be in place: then its partial bytes are under the
     /// key until then.)
@@ -343,6 +387,18 @@ macro_rules! conformance {
             async fn staged_failed_bodies_leave_nothing() {
                 let (store, inspect, _db) = store().await;
                 cases::failed_bodies_leave_nothing(&*store, &inspect, Write::Staged).await;
+            }
+
+            #[tokio::test]
+            async fn empty_chunks_carry_nothing() {
+                let (store, inspect, _db) = store().await;
+                cases::empty_chunks_carry_nothing(&*store, &inspect, Write::Put).await;
+            }
+
+            #[tokio::test]
+            async fn staged_empty_chunks_carry_nothing() {
+                let (store, inspect, _db) = store().await;
+                cases::empty_chunks_carry_nothing(&*store, &inspect, Write::Staged).await;
             }
 
             #[tokio::test]

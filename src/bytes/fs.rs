@@ -8,7 +8,9 @@
 //! While a body streams, the kernel is asked to start writing back every few MiB
 //! (`sync_file_range`), so the final `fdatasync` that makes the write durable has little left to
 //! wait for: a request that answers only once its bytes are durable does not pay for the whole
-//! write-back after its last byte arrived.
+//! write-back after its last byte arrived. An empty chunk says the body's bytes have all
+//! arrived (see `core::meter::END_OF_DATA`): the file is flushed at once, while the upload's
+//! hashing catches up, and the final `fdatasync` finds nothing left to write.
 //!
 //! Bytes are private to the server's user: directories are 0700 and files 0600, so no other
 //! local account reads an object around the policies.
@@ -156,6 +158,13 @@ async fn write_file(
             let mut unsynced_from = 0u64;
             loop {
                 match chunks.blocking_recv() {
+                    // The body's last byte has passed, and its end will follow once the
+                    // upload's digests are checked (`core::meter::END_OF_DATA`): flushing now
+                    // overlaps with that, and leaves the final `fdatasync` next to nothing.
+                    Some(Feed::Chunk(chunk)) if chunk.is_empty() => {
+                        file.sync_data().map_err(|e| unavailable("syncing", e))?;
+                        unsynced_from = written;
+                    }
                     Some(Feed::Chunk(chunk)) => {
                         file.write_all(&chunk)
                             .map_err(|e| unavailable("writing", e))?;

@@ -5,6 +5,12 @@
 //! sees it end: a mismatch fails the stream, so nothing is committed.
 //!
 //! Large bodies are hashed on other threads than the one reading them (see [`hashing`]).
+//!
+//! The metered stream never passes on an empty chunk of the body, and yields one of its own,
+//! [`END_OF_DATA`], when the body's last byte has passed but the hashers are still catching up:
+//! a store may start making the bytes durable then (the local-disk store does), so that the
+//! flush and the end of the hashing overlap instead of following each other. The body may
+//! still fail after it (a digest that does not match), and then nothing is committed.
 
 mod hashing;
 
@@ -177,6 +183,10 @@ fn lock(meter: &SharedMeter) -> std::sync::MutexGuard<'_, Meter> {
     meter.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The empty chunk a metered stream yields once every byte of the body has passed (see the
+/// module's documentation); only ever followed by the stream's end or an error.
+pub const END_OF_DATA: Bytes = Bytes::new();
+
 /// A body being measured.
 struct Metering {
     flow: Flow,
@@ -184,6 +194,8 @@ struct Metering {
     hashers: Hashers,
     expected: ExpectedDigests,
     meter: SharedMeter,
+    /// The body has ended; the digests are still to be checked.
+    ended: bool,
 }
 
 /// What one step of the metered stream yields.
@@ -195,17 +207,28 @@ enum Step {
 
 impl Metering {
     async fn step(&mut self) -> Step {
-        let chunk = match self.flow.next(self.pace).await {
-            Ok(Some(Ok(chunk))) => chunk,
-            Ok(Some(Err(error))) => return Step::Fail(error),
-            Ok(None) => return self.end().await,
-            Err(fault) => {
-                let mut m = lock(&self.meter);
-                match fault {
-                    Fault::Stalled => m.stalled = true,
-                    Fault::TooSlow => m.too_slow = true,
+        if self.ended {
+            return self.end().await;
+        }
+        let chunk = loop {
+            match self.flow.next(self.pace).await {
+                // Empty chunks carry nothing; the only one passed on is `END_OF_DATA`.
+                Ok(Some(Ok(chunk))) if chunk.is_empty() => {}
+                Ok(Some(Ok(chunk))) => break chunk,
+                Ok(Some(Err(error))) => return Step::Fail(error),
+                Ok(None) if self.hashers.offloaded() => {
+                    self.ended = true;
+                    return Step::Chunk(END_OF_DATA);
                 }
-                return Step::Fail(io::Error::from(io::ErrorKind::TimedOut));
+                Ok(None) => return self.end().await,
+                Err(fault) => {
+                    let mut m = lock(&self.meter);
+                    match fault {
+                        Fault::Stalled => m.stalled = true,
+                        Fault::TooSlow => m.too_slow = true,
+                    }
+                    return Step::Fail(io::Error::from(io::ErrorKind::TimedOut));
+                }
             }
         };
         {
@@ -278,6 +301,7 @@ pub fn metered(
         hashers: Hashers::default(),
         expected,
         meter: meter.clone(),
+        ended: false,
     };
     let stream = futures::stream::unfold(Some(metering), |metering| async move {
         let mut metering = metering?;
@@ -462,6 +486,62 @@ mod tests {
             stream.next().await.unwrap().unwrap();
         }
         assert!(matches!(finish(&meter), Err(Error::Internal(_))));
+    }
+
+    /// Sizes of what a metered stream yields, up to its end or first error.
+    async fn pieces(stream: ByteStream) -> (Vec<usize>, Option<io::Error>) {
+        let mut stream = stream;
+        let mut sizes = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => sizes.push(chunk.len()),
+                Err(error) => return (sizes, Some(error)),
+            }
+        }
+        (sizes, None)
+    }
+
+    /// A body with an empty chunk after every piece of `chunk` bytes.
+    fn with_empty_chunks(len: usize, chunk: usize) -> (Vec<u8>, ByteStream) {
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let chunks: Vec<io::Result<Bytes>> = data
+            .chunks(chunk)
+            .flat_map(|c| [Ok(Bytes::copy_from_slice(c)), Ok(Bytes::new())])
+            .collect();
+        (data, futures::stream::iter(chunks).boxed())
+    }
+
+    #[tokio::test]
+    async fn the_end_of_a_large_body_is_announced_once_before_the_digests() {
+        // Large: hashed off the reading task, so its end is announced with one empty chunk.
+        let (data, stream) = with_empty_chunks(3 * 1024 * 1024, 65_536);
+        let (stream, meter) = metered(stream, u64::MAX, idle(), ExpectedDigests::default());
+        let (sizes, error) = pieces(stream).await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(sizes.iter().filter(|&&n| n == 0).count(), 1, "{sizes:?}");
+        assert_eq!(sizes.last(), Some(&0));
+        assert_eq!(sizes.iter().sum::<usize>(), data.len());
+        assert_eq!(
+            finish(&meter).unwrap().md5_hex,
+            hex::encode(digests(&data).0)
+        );
+        // A mismatch still fails the stream after the announcement, so nothing is committed.
+        let (_, stream) = with_empty_chunks(3 * 1024 * 1024, 65_536);
+        let expected = ExpectedDigests {
+            md5: Some([0; 16]),
+            ..Default::default()
+        };
+        let (stream, meter) = metered(stream, u64::MAX, idle(), expected);
+        let (sizes, error) = pieces(stream).await;
+        assert_eq!(sizes.last(), Some(&0));
+        assert_eq!(error.map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
+        assert_eq!(mismatch(&meter), Some(DigestKind::Md5));
+        // Small: hashed inline, nothing to wait for, no announcement; empty chunks dropped.
+        let (_, stream) = with_empty_chunks(1000, 100);
+        let (stream, _) = metered(stream, u64::MAX, idle(), ExpectedDigests::default());
+        let (sizes, error) = pieces(stream).await;
+        assert!(error.is_none());
+        assert_eq!(sizes, vec![100; 10]);
     }
 
     #[tokio::test]

@@ -113,6 +113,11 @@ impl Hashers {
         }
     }
 
+    /// Whether the hashing has moved to other threads (and may lag behind the body).
+    pub(super) fn offloaded(&self) -> bool {
+        matches!(self.state, State::Offloaded { .. })
+    }
+
     /// Adds `data`; waits while the hashers are [`QUEUE_BYTES`] behind.
     pub(super) async fn update(&mut self, data: &Bytes) -> io::Result<()> {
         if data.is_empty() {

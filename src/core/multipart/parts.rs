@@ -262,18 +262,34 @@ impl Storage {
         expected: ExpectedDigests,
     ) -> Result<PartInfo, Error> {
         let upload_id = upload.id.as_str();
-        let target = self.write_target(&upload.bucket, &upload.name).await?;
-        let limit = self.effective_limit(&target);
-        // An appended part replaces nothing.
-        let replaced = match number {
-            Some(number) => {
-                let conn = self.db.admin().await?;
-                let statement = conn.prepare_cached(PART_SIZE).await?;
-                let row = conn.query_opt(&statement, &[&upload_id, &number]).await?;
-                row.map_or(0, |row| row.get::<_, i64>(0)).max(0) as u64
-            }
-            None => 0,
+        let key = new_key();
+        let lookups = async {
+            let target = self.write_target(&upload.bucket, &upload.name).await?;
+            // An appended part replaces nothing.
+            let replaced = match number {
+                Some(number) => {
+                    let conn = self.db.admin().await?;
+                    let statement = conn.prepare_cached(PART_SIZE).await?;
+                    let row = conn.query_opt(&statement, &[&upload_id, &number]).await?;
+                    row.map_or(0, |row| row.get::<_, i64>(0)).max(0) as u64
+                }
+                None => 0,
+            };
+            Ok::<_, Error>((target, replaced))
         };
+        // The key is staged (a commit) while the bucket's rules are read, on two connections:
+        // a client sending one part at a time (TUS) waits for both on every part. The key
+        // is still in the journal before the first byte is written.
+        let (looked_up, staged) = tokio::join!(lookups, self.stage(&key));
+        staged?;
+        let (target, replaced) = match looked_up {
+            Ok(looked_up) => looked_up,
+            Err(error) => {
+                self.unstage(&key).await;
+                return Err(error);
+            }
+        };
+        let limit = self.effective_limit(&target);
         // What the other parts leave of the limit: exact unless parts arrive concurrently,
         // which the recording transaction checks again.
         let others = upload.size.saturating_sub(replaced);
@@ -282,11 +298,10 @@ impl Storage {
             room = room.min(declared.saturating_sub(others));
         }
         if declared_length.is_some_and(|len| len > room) {
+            self.unstage(&key).await;
             return Err(too_large());
         }
 
-        let key = new_key();
-        self.stage(&key).await?;
         let (body, meter) = meter::metered(body, room, self.limits.pace(), expected);
         if let Err(error) = self.stream_part(&key, body).await {
             self.discard_after(&key, &error).await;

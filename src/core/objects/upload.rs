@@ -312,7 +312,7 @@ impl Storage {
 
     /// Removes a staged key under which no byte was written. If that fails, the collector
     /// removes it when its lease runs out.
-    async fn unstage(&self, key: &str) {
+    pub(in crate::core) async fn unstage(&self, key: &str) {
         let result = async {
             let conn = self.db.admin().await?;
             conn.execute(
