@@ -330,7 +330,12 @@ async fn metrics_without_an_s3_front() {
         std::future::pending(),
     ));
     let http = reqwest::Client::new();
-    let status = http.get(format!("{url}/status")).send().await.unwrap().status();
+    let status = http
+        .get(format!("{url}/status"))
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert!(status.is_success(), "{status}");
     let text = scrape(&http, &url).await;
     assert!(text.contains("front=\"rest\""), "{text}");
