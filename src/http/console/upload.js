@@ -16,9 +16,11 @@ async function uploadOne(ctx, file) {
   const status = el('span', { class: 'upload-status' }, '0%');
   const row = el('li', { 'data-upload': name }, el('span', {}, `${file.name} (${formatSize(file.size)})`), bar, status);
   $('uploads').append(row);
+  // Bytes sent are not bytes stored: the bar reads 100% only once the server has answered.
   const progress = (done) => {
     bar.value = Math.min(done, file.size);
-    status.textContent = `${file.size ? Math.floor((100 * Math.min(done, file.size)) / file.size) : 100}%`;
+    const percent = file.size ? Math.floor((100 * Math.min(done, file.size)) / file.size) : 100;
+    status.textContent = `${Math.min(percent, 99)}%`;
   };
   try {
     if (file.size > RESUMABLE_ABOVE) {
