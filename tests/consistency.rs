@@ -325,7 +325,15 @@ async fn a_crash_mid_upload_leaves_no_row_and_gc_leaves_no_bytes() {
         }
         // A crash leaves its multipart upload open: no object, invisible to readers, reclaimed
         // by the bucket's AbortIncompleteMultipartUpload lifecycle rule (README, Deployment).
-        TestStore::S3 { .. } => assert_eq!(store.partial_writes().await, 1),
+        // Garage keeps an upload as a version of its key: the collector's delete of the key
+        // ends it too (docs/garage.md).
+        TestStore::S3 { .. } => {
+            let left = match common::garage::s3_server() {
+                common::garage::S3Server::Moto => 1,
+                common::garage::S3Server::Garage => 0,
+            };
+            assert_eq!(store.partial_writes().await, left)
+        }
         TestStore::Postgres { .. } => assert_eq!(store.partial_writes().await, 0),
     }
     assert_eq!(

@@ -8,12 +8,14 @@
 //! Every test gets a fresh database cloned from a migrated template, and its own in-process
 //! server on a free port, talked to over real HTTP.
 //!
-//! Byte stores: `PGSTORAGE_TEST_BACKEND` (`fs`, the default, or `s3`) picks the store of every
-//! test server, so the REST suites run against each. The S3 store talks to a real
-//! S3-compatible server, moto, started once per machine like the cluster (see [`moto_port`]);
-//! every test gets its own bucket.
+//! Byte stores: `PGSTORAGE_TEST_BACKEND` (`fs`, the default, `s3`, `garage` or `postgres`) picks
+//! the store of every test server, so the REST suites run against each. The S3 store talks to a
+//! real S3-compatible server started once per machine like the cluster: moto for `s3` (see
+//! [`moto_port`]), a 3-node Garage cluster for `garage` (see [`garage`]); every test gets its own
+//! bucket.
 #![allow(dead_code)]
 
+pub mod garage;
 pub mod process;
 
 use std::os::unix::process::CommandExt;
@@ -477,11 +479,13 @@ impl Default for Options {
     }
 }
 
-/// The byte store the tests run on: `PGSTORAGE_TEST_BACKEND` (fs|s3), fs when unset.
+/// The byte store the tests run on: `PGSTORAGE_TEST_BACKEND` (fs|s3|garage|postgres), fs when
+/// unset. `garage` is the S3 store on Garage instead of moto (see [`garage::s3_server`]).
 pub fn test_backend() -> Backend {
     match std::env::var("PGSTORAGE_TEST_BACKEND") {
+        Ok(name) if name == "garage" => Backend::S3,
         Ok(name) if !name.is_empty() => Backend::from_str(&name, true).unwrap_or_else(|_| {
-            panic!("PGSTORAGE_TEST_BACKEND={name}: expected fs, s3 or postgres")
+            panic!("PGSTORAGE_TEST_BACKEND={name}: expected fs, s3, garage or postgres")
         }),
         _ => Backend::Fs,
     }
@@ -493,9 +497,11 @@ pub enum TestStore {
     Fs {
         root: PathBuf,
     },
+    /// A bucket on moto or Garage; `config` holds the endpoint and key (tweaks may change the
+    /// store's endpoint: `direct` is the server itself, for looking at what the store left).
     S3 {
-        port: u16,
         config: S3Config,
+        direct: S3Config,
     },
     /// Chunks in the test database named by the store's name.
     Postgres {
@@ -511,17 +517,30 @@ impl TestStore {
                 root: fs_store_root(name),
             },
             Backend::S3 => {
-                let port = moto_port().await;
                 let bucket = name.replace('_', "-").to_ascii_lowercase();
-                create_bucket(port, &bucket).await;
-                let mut config = S3Config::new(bucket);
-                config.endpoint = Some(moto_url(port));
-                config.region = Some("us-east-1".into());
-                config.access_key_id = Some("testing".into());
-                config.secret_access_key = Some("testing".into());
-                config.force_path_style = true;
-                config.request_timeout = Duration::from_secs(60);
-                Self::S3 { port, config }
+                let config = match garage::s3_server() {
+                    garage::S3Server::Moto => {
+                        let port = moto_port().await;
+                        create_bucket(port, &bucket).await;
+                        let mut config = S3Config::new(bucket);
+                        config.endpoint = Some(moto_url(port));
+                        config.region = Some("us-east-1".into());
+                        config.access_key_id = Some("testing".into());
+                        config.secret_access_key = Some("testing".into());
+                        config.force_path_style = true;
+                        config.request_timeout = Duration::from_secs(60);
+                        config
+                    }
+                    garage::S3Server::Garage => {
+                        let config = garage::garage().await.config(&bucket);
+                        garage::create_signed_bucket(&config).await;
+                        config
+                    }
+                };
+                Self::S3 {
+                    direct: config.clone(),
+                    config,
+                }
             }
             Backend::Postgres => {
                 let mut admin = server().await.admin;
@@ -566,19 +585,19 @@ impl TestStore {
                 "--fs-root".into(),
                 root.display().to_string(),
             ],
-            Self::S3 { port, config } => vec![
+            Self::S3 { direct, .. } => vec![
                 "--backend".into(),
                 "s3".into(),
                 "--s3-endpoint".into(),
-                moto_url(*port),
+                direct.endpoint.clone().unwrap_or_default(),
                 "--s3-region".into(),
-                "us-east-1".into(),
+                direct.region.clone().unwrap_or_default(),
                 "--s3-bucket".into(),
-                config.bucket.clone(),
+                direct.bucket.clone(),
                 "--s3-access-key-id".into(),
-                "testing".into(),
+                direct.access_key_id.clone().unwrap_or_default(),
                 "--s3-secret-access-key".into(),
-                "testing".into(),
+                direct.secret_access_key.clone().unwrap_or_default(),
                 "--s3-force-path-style".into(),
             ],
             Self::Postgres { .. } => vec!["--backend".into(), "postgres".into()],
@@ -598,7 +617,7 @@ impl TestStore {
                 collect_file_names(&root.join("objects"), &mut names);
                 names
             }
-            Self::S3 { port, config } => s3_client(*port, &config.bucket)
+            Self::S3 { direct, .. } => s3_client(direct)
                 .list(None)
                 .map_ok(|meta| meta.location.filename().unwrap_or_default().to_string())
                 .try_collect()
@@ -627,19 +646,7 @@ impl TestStore {
     pub async fn partial_writes(&self) -> usize {
         match self {
             Self::Fs { root } => count_files(&root.join("tmp")),
-            Self::S3 { port, config } => {
-                let text = reqwest::get(format!("{}/{}?uploads", moto_url(*port), config.bucket))
-                    .await
-                    .expect("listing multipart uploads")
-                    .text()
-                    .await
-                    .unwrap();
-                assert!(
-                    !text.contains("<IsTruncated>true"),
-                    "too many multipart uploads"
-                );
-                text.matches("<Upload>").count()
-            }
+            Self::S3 { direct, .. } => garage::open_multipart_uploads(direct).await,
             // Chunks of an unfinished write are never visible to others; count the transactions
             // still writing them.
             Self::Postgres { admin } => {
@@ -675,18 +682,28 @@ fn collect_file_names(dir: &std::path::Path, names: &mut Vec<String>) {
     }
 }
 
-/// A plain client on a test bucket, straight to moto (whatever endpoint the server under test
-/// was given), for looking at what the store left there.
-fn s3_client(port: u16, bucket: &str) -> object_store::aws::AmazonS3 {
+/// A plain client on a test bucket, straight to its server (whatever endpoint the server under
+/// test was given), for looking at what the store left there.
+fn s3_client(direct: &S3Config) -> object_store::aws::AmazonS3 {
     object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(moto_url(port))
+        .with_endpoint(direct.endpoint.clone().unwrap_or_default())
         .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_bucket_name(bucket)
-        .with_access_key_id("testing")
-        .with_secret_access_key("testing")
+        .with_region(direct.region.clone().unwrap_or_default())
+        .with_bucket_name(&direct.bucket)
+        .with_access_key_id(direct.access_key_id.clone().unwrap_or_default())
+        .with_secret_access_key(direct.secret_access_key.clone().unwrap_or_default())
         .build()
         .unwrap()
+}
+
+/// The moto settings of one bucket (for the stale-bucket sweep).
+fn moto_config(port: u16, bucket: &str) -> S3Config {
+    let mut config = S3Config::new(bucket);
+    config.endpoint = Some(moto_url(port));
+    config.region = Some("us-east-1".into());
+    config.access_key_id = Some("testing".into());
+    config.secret_access_key = Some("testing".into());
+    config
 }
 
 fn moto_url(port: u16) -> String {
@@ -843,7 +860,7 @@ async fn drop_stale_buckets(port: u16) {
         if now.saturating_sub(created) <= 7200 {
             continue;
         }
-        let client = s3_client(port, name);
+        let client = s3_client(&moto_config(port, name));
         let objects = client.list(None).map_ok(|meta| meta.location).boxed();
         let _: Vec<_> = client.delete_stream(objects).collect().await;
         let _ = reqwest::Client::new()
