@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use super::download::{self, RangeDecision};
 use super::json::JsonBody;
-use super::openapi::{Copied, Message, Moved, ObjectInfo, Stored};
+use super::openapi::{Copied, Message, Moved, ObjectInfo, ObjectPath, Stored};
 use super::upload_body;
 use super::{ApiError, AppState, CallerExt, PublicCaller};
 use crate::core::media_type::MediaType;
@@ -62,8 +62,7 @@ pub(super) fn upsert_header(headers: &HeaderMap) -> bool {
 
 /// Uploads a new object (`x-upsert: true` replaces an existing one).
 #[utoipa::path(post, path = "/object/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     request_body(description = "The bytes (their type in Content-Type), or a form whose file part holds them",
         content((String = "application/octet-stream"), (UploadForm = "multipart/form-data"))),
@@ -80,8 +79,7 @@ async fn upload_post(
 }
 
 #[utoipa::path(put, path = "/object/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     request_body(description = "The bytes (their type in Content-Type), or a form whose file part holds them",
         content((String = "application/octet-stream"), (UploadForm = "multipart/form-data"))),
@@ -132,8 +130,7 @@ async fn upload(
 }
 
 #[utoipa::path(get, path = "/object/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
         ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
     ),
     responses(
@@ -153,8 +150,7 @@ async fn download(
 
 /// The same as [`download`], at `/object/authenticated`.
 #[utoipa::path(get, path = "/object/authenticated/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
         ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
     ),
     responses(
@@ -173,8 +169,7 @@ async fn download_authenticated(
 }
 
 #[utoipa::path(get, path = "/object/public/{bucket}/{*path}", tag = "objects", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
         ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
     ),
     responses(
@@ -195,8 +190,7 @@ async fn download_public(
 }
 
 #[utoipa::path(head, path = "/object/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -212,8 +206,7 @@ async fn head(
 }
 
 #[utoipa::path(head, path = "/object/public/{bucket}/{*path}", tag = "objects", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -229,8 +222,7 @@ async fn head_public(
 }
 
 #[utoipa::path(head, path = "/object/authenticated/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -247,8 +239,7 @@ async fn head_authenticated(
 
 /// HEAD on an info route answers the object's own headers.
 #[utoipa::path(head, path = "/object/info/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -264,8 +255,7 @@ async fn head_info(
 }
 
 #[utoipa::path(head, path = "/object/info/authenticated/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -281,8 +271,7 @@ async fn head_info_authenticated(
 }
 
 #[utoipa::path(head, path = "/object/info/public/{bucket}/{*path}", tag = "objects", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     responses(
         (status = 200, description = "The object's headers, without its bytes"),
@@ -440,8 +429,7 @@ fn info_json(row: &ObjectRow) -> Value {
 }
 
 #[utoipa::path(get, path = "/object/info/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     responses((status = 200, description = "The object's fields", body = ObjectInfo)))]
 async fn info(
@@ -453,8 +441,7 @@ async fn info(
 }
 
 #[utoipa::path(get, path = "/object/info/public/{bucket}/{*path}", tag = "objects", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     responses((status = 200, description = "The object's fields", body = ObjectInfo)))]
 async fn info_public(
@@ -466,8 +453,7 @@ async fn info_public(
 }
 
 #[utoipa::path(get, path = "/object/info/authenticated/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     responses((status = 200, description = "The object's fields", body = ObjectInfo)))]
 async fn info_authenticated(
@@ -502,8 +488,7 @@ async fn object_info(
 }
 
 #[utoipa::path(delete, path = "/object/{bucket}/{*path}", tag = "objects", params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
     ),
     responses((status = 200, description = "Deleted", body = Message)))]
 async fn delete_one(

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -305,4 +305,17 @@ pub(super) struct Status {
 pub(super) struct Health {
     healthy: bool,
     database: String,
+}
+
+/// The `{bucket}/{*path}` of an object's routes, described once for all of them.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // read by the document only, never built
+pub(crate) struct ObjectPath {
+    /// The bucket's id
+    #[param(example = "x")]
+    bucket: String,
+    /// The object's name (may contain `/`)
+    #[param(example = "x")]
+    path: String,
 }

@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 
 use super::download;
 use super::identity::headers_json;
+use super::openapi::ObjectPath;
 use super::{ApiError, AppState, CallerExt, PublicCaller};
 use crate::auth::Identity;
 use crate::auth::signed_url::{self, Scope};
@@ -57,8 +58,7 @@ impl From<TransformError> for ApiError {
 
 #[utoipa::path(get, path = "/render/image/authenticated/{bucket}/{*path}", tag = "render",
     params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
         ("width" = Option<u32>, Query, description = "Width in pixels"),
         ("height" = Option<u32>, Query, description = "Height in pixels"),
         ("resize" = Option<String>, Query, description = "`cover` (default), `contain` or `fill`"),
@@ -89,8 +89,7 @@ async fn render_authenticated(
 
 #[utoipa::path(get, path = "/render/image/public/{bucket}/{*path}", tag = "render", security(()),
     params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
         ("width" = Option<u32>, Query, description = "Width in pixels"),
         ("height" = Option<u32>, Query, description = "Height in pixels"),
         ("resize" = Option<String>, Query, description = "`cover` (default), `contain` or `fill`"),
@@ -122,8 +121,7 @@ async fn render_public(
 
 #[utoipa::path(get, path = "/render/image/sign/{bucket}/{*path}", tag = "render", security(()),
     params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
         ("width" = Option<u32>, Query, description = "Width in pixels"),
         ("height" = Option<u32>, Query, description = "Height in pixels"),
         ("resize" = Option<String>, Query, description = "`cover` (default), `contain` or `fill`"),

@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 use super::identity::headers_json;
 use super::json::JsonBody;
 use super::objects::{serve_object, upsert_header};
-use super::openapi::{SignedUpload, SignedUrl, SignedUrlEntry, Stored};
+use super::openapi::{ObjectPath, SignedUpload, SignedUrl, SignedUrlEntry, Stored};
 use super::upload_body;
 use super::{ApiError, AppState, CallerExt};
 use crate::auth::Identity;
@@ -225,8 +225,7 @@ async fn sign_many(
 }
 
 #[utoipa::path(get, path = "/object/sign/{bucket}/{*path}", tag = "signed", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
         ("token" = String, Query, description = "The signed token"),
         ("download" = Option<String>, Query, description = "Send as an attachment, with this file name (empty: the object's)"),
     ),
@@ -311,8 +310,7 @@ async fn sign_upload(
 }
 
 #[utoipa::path(put, path = "/object/upload/sign/{bucket}/{*path}", tag = "signed", security(()), params(
-        ("bucket" = String, Path, description = "The bucket's id", example = "x"),
-        ("path" = String, Path, description = "The object's name (may contain `/`)", example = "x"),
+        ObjectPath,
         ("token" = String, Query, description = "The signed token"),
     ),
     request_body(description = "The bytes (their type in Content-Type), or a form whose file part holds them",
