@@ -127,16 +127,18 @@ impl ByteStore for PgStore {
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, StoreError> {
         check_key(key)?;
         let tx = self.db.snapshot().await?;
+        // The probe for the key reads chunk 0 whole: a read from the start (most of them) then
+        // needs no second query for it.
         let first = tx
             .query_opt(
-                "select seq from storage.byte_chunks where key = $1 and seq = 0",
+                "select data from storage.byte_chunks where key = $1 and seq = 0",
                 &[&key],
             )
             .await
             .map_err(unavailable)?;
-        if first.is_none() {
+        let Some(first) = first else {
             return Err(StoreError::NotFound(key.to_string()));
-        }
+        };
         let chunk = CHUNK_SIZE as u64;
         let (first_seq, last_seq, skip, end_in_last) = match range {
             Some(r) => (
@@ -151,28 +153,41 @@ impl ByteStore for PgStore {
             tx: Tx,
             key: String,
             seq: i32,
+            /// Chunk 0, already read by the probe.
+            probed: Option<Vec<u8>>,
+            /// A chunk shorter than CHUNK_SIZE was the last one: no query to find the end.
+            ended: bool,
         }
         let state = Reading {
             tx,
             key: key.to_string(),
             seq: first_seq,
+            probed: (first_seq == 0).then(|| first.get(0)),
+            ended: false,
         };
         let stream = futures::stream::try_unfold(state, move |mut state| async move {
-            if state.seq > last_seq {
+            if state.seq > last_seq || state.ended {
                 return Ok(None);
             }
-            let row = state
-                .tx
-                .query_opt(
-                    "select data from storage.byte_chunks where key = $1 and seq = $2",
-                    &[&state.key, &state.seq],
-                )
-                .await
-                .map_err(std::io::Error::other)?;
-            let Some(row) = row else {
-                return Ok(None);
+            let data: Vec<u8> = match state.probed.take() {
+                Some(data) => data,
+                None => {
+                    let row = state
+                        .tx
+                        .query_opt(
+                            "select data from storage.byte_chunks where key = $1 and seq = $2",
+                            &[&state.key, &state.seq],
+                        )
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    let Some(row) = row else {
+                        return Ok(None);
+                    };
+                    row.get(0)
+                }
             };
-            let data: Vec<u8> = row.get(0);
+            // Every chunk but the last is exactly CHUNK_SIZE (see `Rechunker`).
+            state.ended = data.len() < CHUNK_SIZE;
             let mut slice = &data[..];
             if state.seq == last_seq
                 && let Some(end) = end_in_last
