@@ -61,6 +61,83 @@ async fn twenty_concurrent_uploads_of_one_new_key_have_one_winner() {
     assert_eq!(server.store.partial_writes().await, 0);
 }
 
+/// An upsert whose row another transaction moves away, putting another object under the name,
+/// while the upsert's policy probe waits for that row's lock, still overwrites: the probe's
+/// update follows the old row, finds it renamed, and must then judge the row that holds the
+/// name now (it used to answer 403).
+#[tokio::test]
+async fn an_upsert_overwrites_a_row_replaced_while_its_check_waited() {
+    let server = TestServer::start().await;
+    server.create_bucket("swap", false).await;
+    let key = server.service_key();
+    let path = "/object/swap/hot.bin";
+    for (name, seed) in [("hot.bin", 1), ("spare.bin", 3)] {
+        let upload = server
+            .request(Method::POST, &format!("/object/swap/{name}"), Some(&key))
+            .body(body_for(seed, 1024))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(upload.status(), 200);
+    }
+
+    // The other writer: two moves in one transaction, which holds the old row's lock until
+    // it commits.
+    let mut admin = server.db.admin_client().await;
+    let swap = admin.transaction().await.unwrap();
+    swap.batch_execute(
+        "update storage.objects set name = 'moved.bin' where bucket_id = 'swap' and name = 'hot.bin';
+         update storage.objects set name = 'hot.bin' where bucket_id = 'swap' and name = 'spare.bin';",
+    )
+    .await
+    .unwrap();
+
+    let put = server
+        .request(Method::PUT, path, Some(&key))
+        .body(body_for(2, 1024))
+        .send();
+    let put = tokio::spawn(put);
+    let watcher = server.db.admin_client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "select count(*) from pg_stat_activity \
+                 where datname = current_database() and wait_event_type = 'Lock' \
+                   and query like 'update storage.objects%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the upsert never waited for the row"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    swap.commit().await.unwrap();
+
+    let put = put.await.unwrap().unwrap();
+    assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
+    let read = server
+        .request(Method::GET, path, Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.bytes().await.unwrap(), body_for(2, 1024));
+    let moved = server
+        .request(Method::GET, "/object/swap/moved.bin", Some(&key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.bytes().await.unwrap(), body_for(1, 1024));
+}
+
 #[tokio::test]
 async fn readers_during_overwrites_see_a_whole_old_or_new_body() {
     let server = TestServer::start().await;

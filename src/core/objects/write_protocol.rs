@@ -344,17 +344,24 @@ pub(in crate::core) async fn probe_row(
         &write.user_metadata,
     ];
     if overwrite {
-        let updated = tx
-            .execute(
-                "update storage.objects set owner_id = $3, metadata = $4, user_metadata = $5 \
-                 where bucket_id = $1 and name = $2",
-                &params,
-            )
-            .await
-            .map_err(write_error)?;
-        if updated == 0 {
-            return Err(write_denied());
+        // An update that waited for a row a concurrent request deleted follows that row and
+        // finds it gone, even when the request wrote the name anew in the same transaction:
+        // the new row is not in the statement's snapshot. A second statement takes a fresh
+        // snapshot and judges the row that exists now; refused twice is refused.
+        for _ in 0..2 {
+            let updated = tx
+                .execute(
+                    "update storage.objects set owner_id = $3, metadata = $4, user_metadata = $5 \
+                     where bucket_id = $1 and name = $2",
+                    &params,
+                )
+                .await
+                .map_err(write_error)?;
+            if updated > 0 {
+                return Ok(());
+            }
         }
+        return Err(write_denied());
     } else {
         tx.execute(PROBE_INSERT, &params)
             .await
