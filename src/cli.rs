@@ -192,7 +192,8 @@ async fn serve_on(
             min_body_rate: args.body_min_rate,
             body_rate_window: args.body_rate_window.max(Duration::from_secs(1)),
         },
-    );
+    )
+    .with_small_object_cache(args.small_object_cache);
     let collector = (args.gc_interval_seconds > 0).then(|| {
         storage.spawn_collector(
             Duration::from_secs(args.gc_grace_seconds),

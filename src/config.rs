@@ -239,6 +239,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PGSTORAGE_MAX_FILE_SIZE", default_value = "50GB", value_parser = parse_size)]
     pub max_file_size: u64,
 
+    /// Memory for the bytes of small objects (up to 64 KiB each) read recently, e.g. 16MiB;
+    /// 0 turns it off. Bytes under a key never change, so a kept copy is never stale; what
+    /// a reader may see is still decided by its policies on every request.
+    #[arg(long, env = "PGSTORAGE_SMALL_OBJECT_CACHE", default_value = "16MiB", value_parser = parse_size)]
+    pub small_object_cache: u64,
+
     /// Connections in each database pool.
     #[arg(long, env = "PGSTORAGE_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,

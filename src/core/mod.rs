@@ -18,6 +18,7 @@ pub mod renditions;
 pub mod s3_keys;
 pub mod signed_writes;
 pub mod signing;
+mod small_objects;
 pub mod sql_files;
 
 use std::sync::Arc;
@@ -116,6 +117,7 @@ pub struct Storage {
     db: Database,
     bytes: Arc<dyn ByteStore>,
     limits: Arc<Limits>,
+    small_objects: Option<Arc<small_objects::SmallObjects>>,
 }
 
 impl Storage {
@@ -124,15 +126,23 @@ impl Storage {
             db,
             bytes,
             limits: Arc::new(limits),
+            small_objects: None,
         }
     }
 
-    /// The same core (database, byte store) with other limits.
+    /// Keeps the bytes of small objects read in memory, up to `budget` bytes (0: none); see
+    /// [`small_objects`].
+    pub fn with_small_object_cache(mut self, budget: u64) -> Self {
+        self.small_objects =
+            (budget > 0).then(|| Arc::new(small_objects::SmallObjects::new(budget)));
+        self
+    }
+
+    /// The same core (database, byte store, caches) with other limits.
     pub fn with_limits(&self, limits: Limits) -> Self {
         Self {
-            db: self.db.clone(),
-            bytes: self.bytes.clone(),
             limits: Arc::new(limits),
+            ..self.clone()
         }
     }
 

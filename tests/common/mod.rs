@@ -457,6 +457,8 @@ pub struct Options {
     pub s3_virtual_host_domain: Option<String>,
     /// Image transformation limits.
     pub transform: pgstorage::transform::TransformConfig,
+    /// `--small-object-cache` (bytes; the server's default unless a test turns it off).
+    pub small_object_cache: u64,
 }
 
 impl Default for Options {
@@ -475,6 +477,7 @@ impl Default for Options {
             jwt_jwks: None,
             s3_virtual_host_domain: None,
             transform: Default::default(),
+            small_object_cache: 16 * 1024 * 1024,
         }
     }
 }
@@ -914,7 +917,8 @@ impl TestServer {
                 body_rate_window: options.body_rate_window,
                 ..Limits::default()
             },
-        );
+        )
+        .with_small_object_cache(options.small_object_cache);
         let mut keys = keys();
         if let Some(jwks) = &options.jwt_jwks {
             keys = keys.with_jwks(JwkKeySet::from_json(jwks).unwrap());

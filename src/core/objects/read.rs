@@ -1,5 +1,6 @@
 //! Reads: an object's bytes as of the row the caller read, exactly as long as measured.
 
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use uuid::Uuid;
 
@@ -44,16 +45,72 @@ impl Storage {
             // A row written by hand, with no bytes behind it.
             return Err(Error::ObjectNotFound);
         };
-        let expected = match range {
-            Some(range) => range.len(),
-            None => row.measured_size()?,
-        };
+        let measured = row.measured_size()?;
+        let expected = range.map_or(measured, |range| range.len());
         if crate::core::multipart::is_manifest(key) {
             let stream = self.read_segmented(row, key, range).await?;
             return Ok(exactly(stream, expected, row.id));
         }
+        if let Some(small) = self.small_objects.as_deref()
+            && small.holds(measured)
+        {
+            let whole = match small.get(key) {
+                Some(whole) => {
+                    metrics::counter!("pgstorage_small_object_cache_total", "result" => "hit")
+                        .increment(1);
+                    whole
+                }
+                None => {
+                    metrics::counter!("pgstorage_small_object_cache_total", "result" => "miss")
+                        .increment(1);
+                    let whole = self.read_whole(row, key, measured).await?;
+                    small.insert(key, &whole);
+                    whole
+                }
+            };
+            let piece = match range {
+                None => whole,
+                Some(range) if range.end < whole.len() as u64 => {
+                    whole.slice(range.start as usize..=range.end as usize)
+                }
+                Some(range) => {
+                    return Err(Error::Internal(anyhow::anyhow!(
+                        "range {range:?} beyond object {} of {} bytes",
+                        row.id,
+                        whole.len()
+                    )));
+                }
+            };
+            return Ok(futures::stream::once(async { Ok(piece) }).boxed());
+        }
+        self.open_bytes(row, key, range)
+            .await
+            .map(|stream| exactly(stream, expected, row.id))
+    }
+
+    /// A small object's bytes, all of them, checked against the size its row measured.
+    async fn read_whole(&self, row: &ObjectRow, key: &str, measured: u64) -> Result<Bytes, Error> {
+        let mut stream = exactly(self.open_bytes(row, key, None).await?, measured, row.id);
+        let mut whole = BytesMut::with_capacity(measured as usize);
+        while let Some(piece) = stream.next().await {
+            let piece = piece.map_err(|error| {
+                Error::Internal(anyhow::anyhow!("reading object {}: {error}", row.id))
+            })?;
+            whole.extend_from_slice(&piece);
+        }
+        Ok(whole.freeze())
+    }
+
+    /// The store's stream of `key`, or what its absence means: the object was deleted since
+    /// the row was read (404), or its bytes are missing (a fault).
+    async fn open_bytes(
+        &self,
+        row: &ObjectRow,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<ByteStream, Error> {
         match self.bytes.get(key, range).await {
-            Ok(stream) => Ok(exactly(stream, expected, row.id)),
+            Ok(stream) => Ok(stream),
             Err(StoreError::NotFound(_)) => {
                 // Deleted since the row was read (the postgres store removes chunks with their
                 // row): the object is gone, which is a 404, not a fault.
