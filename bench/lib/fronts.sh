@@ -18,14 +18,21 @@ fronts_setup() { # tag bin
   awk '/^access key id:/ {print $4} /^secret access key:/ {print $4}' <<<"$keys" >"$dir/s3key"
   [ "$(wc -l <"$dir/s3key")" = 2 ] || { echo "s3-keys create printed no key pair" >&2; exit 1; }
   presign "$tag" GET "/s3/bench/$sub/{n}.bin" 1 "$OWN" >"$dir/s3get.txt"
-  curl -fsS -o /dev/null "$u$(head -1 "$dir/s3get.txt")" || { echo "presigned S3 GET refused" >&2; exit 1; }
-  cat >"$dir/s3get.lua" <<LUA
+  # The same GETs with the user's JWT as the session token (the anon key as the secret): no
+  # key to look up in the database, so the difference is what a database key costs.
+  python3 bench/lib/presign.py GET "${u#http://}" bench "$(awk '/^anon key:/ {print $3}' "$dir/out.log")" \
+    "/s3/bench/$sub/{n}.bin" 1 "$OWN" "${USER[$tag]}" >"$dir/s3getjwt.txt"
+  local kind
+  for kind in s3get s3getjwt; do
+    curl -fsS -o /dev/null "$u$(head -1 "$dir/$kind.txt")" || { echo "presigned S3 GET ($kind) refused" >&2; exit 1; }
+    cat >"$dir/$kind.lua" <<LUA
 local urls = {}
-for line in io.lines("$dir/s3get.txt") do urls[#urls + 1] = line end
+for line in io.lines("$dir/$kind.txt") do urls[#urls + 1] = line end
 request = function()
   return wrk.format("GET", urls[math.random(#urls)])
 end
 LUA
+  done
   # One presigned URL per request, each thread its own file (written per round by
   # fronts_small); a thread that runs out stops, and run_wrk counts that as an error.
   cat >"$dir/s3put.lua" <<LUA
@@ -95,10 +102,12 @@ presign() { # tag method template first last: path?query lines, signed with the 
   python3 bench/lib/presign.py "$2" "${u#http://}" "$(sed -n 1p "$dir/s3key")" "$(sed -n 2p "$dir/s3key")" "$3" "$4" "$5"
 }
 
-# S3 GetObject, S3 PutObject to new keys and TUS uploads to new keys, 16 connections.
+# S3 GetObject (database key, then session token), S3 PutObject to new keys and TUS uploads to
+# new keys, 16 connections.
 fronts_small() { # tag round prefix
   local tag=$1 round=$2 prefix=$3 dir="$work/$1" u=${URL[$1]}
   run_wrk "${prefix}s3get16" "$CONNS" "$u" "$dir/s3get.lua"
+  run_wrk "${prefix}s3getjwt16" "$CONNS" "$u" "$dir/s3getjwt.lua"
   presign "$tag" PUT "/s3/bench/$sub/s3-r$round-{n}.bin" 1 "$((S3_PUT_RATE * SECONDS_EACH))" >"$dir/s3put.txt"
   awk -v d="$dir" '{print > (d "/s3put-" (NR % 2 + 1) ".txt")}' "$dir/s3put.txt"
   run_wrk "${prefix}s3put16" "$CONNS" "$u" "$dir/s3put.lua"
