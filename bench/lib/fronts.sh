@@ -115,16 +115,19 @@ fronts_small() { # tag round prefix
   RUN_TAG="r$round" run_wrk "${prefix}tus16" "$CONNS" "$u" "$dir/tus.lua"
 }
 
-# Appends "name MB/s" and the server's CPU seconds for one upload ("cpu_name seconds").
+# Appends "name MB/s" and the server's CPU seconds for one upload ("cpu_name seconds"). A
+# command that prints a number (tus_upload.py: its retried PATCHes) has it counted as errors.
 timed_upload() { # name command...
-  local name=$1 t0 t1 c0 c1
+  local name=$1 t0 t1 c0 c1 out errors
   shift
   c0=$(awk '{print $14 + $15}' "/proc/$pid/stat"); t0=$(date +%s.%N)
-  "$@" >/dev/null
+  out=$("$@")
   t1=$(date +%s.%N); c1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  python3 -c 'import os,sys; t0,t1,c0,c1,size=map(float,sys.argv[2:]); hz=os.sysconf("SC_CLK_TCK")
-print(sys.argv[1], size/(t1-t0)/1e6, "nan nan 0"); print("cpu_" + sys.argv[1], (c1-c0)/hz, "nan nan 0")' \
-    "$name" "$t0" "$t1" "$c0" "$c1" "$((SIZE_MIB * 1024 * 1024))" >>"$results"
+  errors=$(tail -1 <<<"$out")
+  [[ "$errors" =~ ^[0-9]+$ ]] || errors=0
+  python3 -c 'import os,sys; t0,t1,c0,c1,size=map(float,sys.argv[2:6]); hz=os.sysconf("SC_CLK_TCK")
+print(sys.argv[1], size/(t1-t0)/1e6, "nan nan", sys.argv[6]); print("cpu_" + sys.argv[1], (c1-c0)/hz, "nan nan 0")' \
+    "$name" "$t0" "$t1" "$c0" "$c1" "$((SIZE_MIB * 1024 * 1024))" "$errors" >>"$results"
 }
 
 # The large file through TUS (6 MiB PATCHes) and, unless S3_LARGE=0, `aws s3 cp` (multipart,
@@ -133,6 +136,10 @@ fronts_large() { # round
   local round=$1 bytes=$((SIZE_MIB * 1024 * 1024)) name
   timed_upload large_tus python3 bench/lib/tus_upload.py "$url" "$user" bench "$sub/tus-big-$round.bin" \
     "$work/www/big.bin" "$((TUS_CHUNK_MIB * 1024 * 1024))"
+  if [ "$(awk '$1 == "large_tus" {e = $5} END {print e + 0}' "$results")" -gt 0 ]; then
+    echo "TUS PATCHes were retried; the server's last warnings:" >&2
+    grep -E 'WARN|ERROR' "$work/new/err.log" | tail -5 >&2 || true
+  fi
   if [ "$S3_LARGE" = 1 ]; then
     AWS_ACCESS_KEY_ID=$(sed -n 1p "$work/new/s3key") AWS_SECRET_ACCESS_KEY=$(sed -n 2p "$work/new/s3key") \
       AWS_DEFAULT_REGION=us-east-1 AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
