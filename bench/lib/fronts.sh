@@ -125,8 +125,8 @@ timed_upload() { # name command...
   t1=$(date +%s.%N); c1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   errors=$(tail -1 <<<"$out")
   [[ "$errors" =~ ^[0-9]+$ ]] || errors=0
-  python3 -c 'import os,sys; t0,t1,c0,c1,size=map(float,sys.argv[2:6]); hz=os.sysconf("SC_CLK_TCK")
-print(sys.argv[1], size/(t1-t0)/1e6, "nan nan", sys.argv[6]); print("cpu_" + sys.argv[1], (c1-c0)/hz, "nan nan 0")' \
+  python3 -c 'import os,sys; t0,t1,c0,c1,size=map(float,sys.argv[2:7]); hz=os.sysconf("SC_CLK_TCK")
+print(sys.argv[1], size/(t1-t0)/1e6, "nan nan", sys.argv[7]); print("cpu_" + sys.argv[1], (c1-c0)/hz, "nan nan 0")' \
     "$name" "$t0" "$t1" "$c0" "$c1" "$((SIZE_MIB * 1024 * 1024))" "$errors" >>"$results"
 }
 
