@@ -4,7 +4,7 @@
 # and TUS creation-with-upload POSTs; large: one TUS upload in 6 MiB PATCHes and `aws s3 cp`.
 S3_PUT_RATE=${S3_PUT_RATE:-8000}
 S3_LARGE=${S3_LARGE:-1}
-TUS_CHUNK_MIB=${TUS_CHUNK_MIB:-6}
+export TUS_CHUNK_MIB=${TUS_CHUNK_MIB:-6} # the report names it
 S3_VENV=${S3_VENV:-tests/clients/s3/.venv}
 
 # Creates the server's S3 key and its wrk scripts in $work/tag. The key goes into the running
@@ -133,7 +133,7 @@ print(sys.argv[1], size/(t1-t0)/1e6, "nan nan", sys.argv[7]); print("cpu_" + sys
 # The large file through TUS (6 MiB PATCHes) and, unless S3_LARGE=0, `aws s3 cp` (multipart,
 # 8 MiB parts, payload signed: the CLI hashes every byte on the same 2 cores).
 fronts_large() { # round
-  local round=$1 bytes=$((SIZE_MIB * 1024 * 1024)) name
+  local round=$1 bytes=$((SIZE_MIB * 1024 * 1024)) name size
   timed_upload large_tus python3 bench/lib/tus_upload.py "$url" "$user" bench "$sub/tus-big-$round.bin" \
     "$work/www/big.bin" "$((TUS_CHUNK_MIB * 1024 * 1024))"
   if [ "$(awk '$1 == "large_tus" {e = $5} END {print e + 0}' "$results")" -gt 0 ]; then
