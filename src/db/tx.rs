@@ -156,11 +156,15 @@ impl Tx {
         conn: Object,
         begin: &str,
     ) -> Result<Self, tokio_postgres::Error> {
-        conn.batch_execute(begin).await?;
-        Ok(Self {
+        // Owned before `begin` leaves: a caller that goes away while it is on its way (a client
+        // that disconnected) drops the transaction, whose `Drop` rolls it back, rather than
+        // the bare connection, which the pool would take back inside the transaction.
+        let tx = Self {
             conn: Some(conn),
             slot: None,
-        })
+        };
+        tx.conn().batch_execute(begin).await?;
+        Ok(tx)
     }
 
     /// Keeps `slot` until this transaction's connection is back in the pool.
