@@ -307,11 +307,28 @@ async fn a_crash_mid_upload_leaves_no_row_and_gc_leaves_no_bytes() {
             .unwrap()
             .get::<_, i64>(0)
     };
-    // Bytes are being written: visible as a staged key and a partial write, or, with the
-    // postgres store, as the server's transaction writing chunks (nothing is visible outside it).
+    let staged_key = || async {
+        admin
+            .query_opt(
+                "select key from storage.byte_journal where state = 'staged'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .map(|row| row.get::<_, String>(0))
+    };
+    // Bytes are being written: visible as a staged key and a partial write (on the local disk,
+    // in place: a file under the staged key itself), or, with the postgres store, as the
+    // server's transaction writing chunks (nothing is visible outside it).
     let in_database = matches!(store, TestStore::Postgres { .. });
+    let on_disk = matches!(store, TestStore::Fs { .. });
     let writing = || async {
-        if in_database {
+        if on_disk {
+            match staged_key().await {
+                Some(key) => store.key_exists(&key).await,
+                None => false,
+            }
+        } else if in_database {
             admin
                 .query_one(
                     "select count(*) from pg_stat_activity \
@@ -369,6 +386,16 @@ async fn a_crash_mid_upload_leaves_no_row_and_gc_leaves_no_bytes() {
             "its key stays staged until the lease ends"
         );
     }
+    // On the local disk the cut-off bytes sit under the staged key itself, not in `tmp/`.
+    let cut_off = match on_disk {
+        true => {
+            let key = staged_key().await.unwrap();
+            assert!(store.key_exists(&key).await, "the partial file is in place");
+            assert_eq!(store.partial_writes().await, 0, "nothing in tmp/");
+            Some(key)
+        }
+        false => None,
+    };
 
     // Restarted, the committed object is intact.
     let server = ServerProcess::start(&db, &store, &args).await;
@@ -412,6 +439,12 @@ async fn a_crash_mid_upload_leaves_no_row_and_gc_leaves_no_bytes() {
             assert_eq!(store.partial_writes().await, left)
         }
         TestStore::Postgres { .. } => assert_eq!(store.partial_writes().await, 0),
+    }
+    if let Some(key) = cut_off {
+        assert!(
+            !store.key_exists(&key).await,
+            "the collector freed the partial file under the staged key"
+        );
     }
     assert_eq!(
         store.stored_keys().await,

@@ -1,8 +1,9 @@
 //! The local-disk store: `objects/<k0k1>/<k2k3>/<key>` under a root directory. The two fan-out
 //! levels (65,536 directories) keep every directory small even with many millions of objects.
-//! Writes go to `tmp/`, are fsynced, then renamed into place (and the directory fsynced), so a
-//! key either holds its complete bytes or does not exist. A staged key (a part) is written in
-//! place instead, its directory entry made durable while the bytes stream (see
+//! [`ByteStore::put`] writes to `tmp/`, fsyncs, then renames into place (and fsyncs the
+//! directory), so a key either holds its complete bytes or does not exist. A staged key (an
+//! upload's new version, a rendition, a part: what the core writes) is written in place
+//! instead, its directory entry made durable while the bytes stream (see
 //! [`ByteStore::put_staged`]).
 //!
 //! While a body streams, the kernel is asked to start writing back every few MiB
@@ -142,17 +143,36 @@ enum Feed {
     End,
 }
 
-/// Streams `body` into the new file `file` (at `path`) on a blocking thread, starting writeback
-/// as it goes, and makes it durable with `fdatasync`. On any failure, and when the returned
-/// future is dropped before the body ends, the file is removed.
+/// Syncs each of `dirs` (none once done), so the entries of a file created in place survive a
+/// crash.
+fn sync_dirs(dirs: &mut Vec<PathBuf>) -> Result<(), StoreError> {
+    for dir in dirs.drain(..) {
+        sync_dir(&dir).map_err(|e| unavailable("syncing a directory", e))?;
+    }
+    Ok(())
+}
+
+/// Creates the file at `path` with `create` (which also names the directories whose entries
+/// must be synced for it to survive a crash) and streams `body` into it, both on one blocking
+/// thread (a trip through the pool costs two thread wake-ups), starting writeback as it goes;
+/// then makes it durable with `fdatasync`, and the directories' entries after it. On any
+/// failure after the file was created, and when the returned future is dropped before the body
+/// ends, the file is removed.
+///
+/// The directories are synced after the file's data, not beside it: on a journalling file
+/// system the file's sync commits its creation too, so the directory's sync that follows finds
+/// nothing left to commit, where one started at creation commits the creation alone and the
+/// file's sync then waits for a second commit. A large body has them synced once its first
+/// writeback starts, long before its end.
 async fn write_file(
-    file: std::fs::File,
+    create: impl FnOnce() -> Result<(std::fs::File, Vec<PathBuf>), StoreError> + Send + 'static,
     path: PathBuf,
     mut body: ByteStream,
 ) -> Result<u64, StoreError> {
     let (feed, mut chunks) = mpsc::channel::<Feed>(QUEUED_CHUNKS);
     let writer = tokio::task::spawn_blocking(move || {
-        let mut file = file;
+        // Nothing was created when this fails: nothing to remove.
+        let (mut file, mut dirs) = create()?;
         let result = (|| {
             let mut written = 0u64;
             let mut unsynced_from = 0u64;
@@ -163,6 +183,7 @@ async fn write_file(
                     // overlaps with that, and leaves the final `fdatasync` next to nothing.
                     Some(Feed::Chunk(chunk)) if chunk.is_empty() => {
                         file.sync_data().map_err(|e| unavailable("syncing", e))?;
+                        sync_dirs(&mut dirs)?;
                         unsynced_from = written;
                     }
                     Some(Feed::Chunk(chunk)) => {
@@ -172,10 +193,12 @@ async fn write_file(
                         if written - unsynced_from >= WRITEBACK_EVERY {
                             start_writeback(&file, unsynced_from, written - unsynced_from);
                             unsynced_from = written;
+                            sync_dirs(&mut dirs)?;
                         }
                     }
                     Some(Feed::End) => {
                         file.sync_data().map_err(|e| unavailable("syncing", e))?;
+                        sync_dirs(&mut dirs)?;
                         return Ok(written);
                     }
                     // The streaming side gave up (the body failed, or its request went away).
@@ -266,12 +289,14 @@ impl ByteStore for FsStore {
             .join("tmp")
             .join(format!("{key}.{}", uuid::Uuid::new_v4().simple()));
         let path = temp_path.clone();
-        let file = joined(tokio::task::spawn_blocking(move || {
-            create_file(&path).map_err(|e| unavailable("creating a temporary file", e))
-        }))
-        .await?;
+        let create = move || {
+            create_file(&path)
+                .map(|file| (file, Vec::new()))
+                .map_err(|e| unavailable("creating a temporary file", e))
+        };
+        // (A fresh random name: if its creation failed, this removes nothing of anyone's.)
         let mut temp = RemoveUnlessDone(Some(temp_path.clone()));
-        let written = write_file(file, temp_path.clone(), body).await?;
+        let written = write_file(create, temp_path.clone(), body).await?;
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
         create_private_dirs(&dir)
             .await
@@ -287,28 +312,15 @@ impl ByteStore for FsStore {
         Ok(written)
     }
 
-    /// In place: the file is created under its key at once and its directory entries are
-    /// synced while the bytes stream, so that once the last byte is in, only the file's own
-    /// `fdatasync` stands between it and the answer.
+    /// In place: the file is created under its key at once, with no rename to follow, and its
+    /// directory entries are synced on the writing thread right after its data (see
+    /// `write_file`), where the file's own sync has usually committed them already. The writing
+    /// thread removes a file whose write failed or was abandoned.
     async fn put_staged(&self, key: &str, body: ByteStream) -> Result<u64, StoreError> {
         let path = self.path(key)?;
         let objects = self.root.join("objects");
         let at = path.clone();
-        let (file, dirs) = joined(tokio::task::spawn_blocking(move || {
-            create_in_place(&objects, &at)
-        }))
-        .await?;
-        let mut partial = RemoveUnlessDone(Some(path.clone()));
-        let dirs_synced = tokio::task::spawn_blocking(move || {
-            for dir in &dirs {
-                sync_dir(dir).map_err(|e| unavailable("syncing a directory", e))?;
-            }
-            Ok(())
-        });
-        let written = write_file(file, path, body).await?;
-        joined(dirs_synced).await?;
-        partial.0 = None;
-        Ok(written)
+        write_file(move || create_in_place(&objects, &at), path, body).await
     }
 
     async fn get(&self, key: &str, range: Option<ByteRange>) -> Result<ByteStream, StoreError> {

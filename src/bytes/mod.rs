@@ -75,10 +75,12 @@ pub trait ByteStore: Send + Sync + 'static {
     async fn put(&self, key: &str, body: ByteStream) -> Result<u64, StoreError>;
 
     /// Writes `body` under `key` like [`ByteStore::put`], for a key that is staged in the
-    /// journal and that nothing reads before this returns (a multipart or resumable part): a
-    /// store may then write in place rather than atomically, since a crash mid-write leaves only
-    /// a staged key, whose partial bytes the collector frees with it. The same guarantee once it
-    /// returns: every byte durable; on error nothing is left under `key` (a crash aside).
+    /// journal and that nothing reads before this returns (an upload's new version, a
+    /// rendition, a multipart or resumable part: each is read only through a row committed
+    /// afterwards): a store may then write in place rather than atomically, since a crash
+    /// mid-write leaves only a staged key, whose partial bytes the collector frees with it. The
+    /// same guarantee once it returns: every byte durable, its name included; on error nothing
+    /// is left under `key` (a crash aside).
     async fn put_staged(&self, key: &str, body: ByteStream) -> Result<u64, StoreError> {
         self.put(key, body).await
     }

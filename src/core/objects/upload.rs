@@ -343,12 +343,18 @@ impl Storage {
     }
 
     /// Writes `body` under the staged `key`, renewing the key's lease while bytes flow.
+    ///
+    /// Every caller writes a fresh key that nothing reads before a row naming it commits (an
+    /// object's version, a rendition), so the store may write it in place
+    /// ([`ByteStore::put_staged`](crate::bytes::ByteStore::put_staged)): on the local disk the
+    /// directory's fsync then runs while the bytes arrive instead of after them. A crash
+    /// mid-write leaves a partial file under a staged key, which the collector frees with it.
     pub(in crate::core) async fn stream_into(
         &self,
         key: &str,
         body: ByteStream,
     ) -> Result<u64, Error> {
-        self.renewing_lease(key, self.bytes.put(key, body))
+        self.renewing_lease(key, self.bytes.put_staged(key, body))
             .await
             .map_err(store_error)
     }
