@@ -6,6 +6,7 @@ pub mod buckets;
 mod error;
 pub mod gc;
 pub mod listing;
+pub mod md5;
 pub mod media_type;
 mod meter;
 pub mod multipart;

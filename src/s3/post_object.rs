@@ -24,7 +24,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
-use md5::{Digest, Md5};
 use s3s::{S3Error, S3ErrorCode, S3Result};
 use serde_json::{Map, Value};
 
@@ -34,6 +33,7 @@ use super::post_policy::{Fields, Signature, check, parse_policy};
 use super::prefix::{headers_json, strip_early};
 use super::virtual_host::{SEGMENT, VirtualHost};
 use crate::auth::Authenticator;
+use crate::core::md5::Md5;
 use crate::core::objects::{ContentHeaders, Upload};
 use crate::core::{Caller, Storage};
 

@@ -11,10 +11,11 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use md5::Md5;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
+
+use crate::core::md5::Md5;
 
 /// Bytes hashed inline before the hashing moves to other threads.
 pub(super) const OFFLOAD_AFTER: u64 = 1024 * 1024;
@@ -54,6 +55,30 @@ enum State {
     },
 }
 
+/// A digest being computed: AWS-LC's MD5 or RustCrypto's SHA-256.
+trait Hasher: Send + 'static {
+    fn add(&mut self, data: &[u8]);
+    fn result(self) -> Vec<u8>;
+}
+
+impl Hasher for Md5 {
+    fn add(&mut self, data: &[u8]) {
+        self.update(data);
+    }
+    fn result(self) -> Vec<u8> {
+        self.finalize().to_vec()
+    }
+}
+
+impl Hasher for Sha256 {
+    fn add(&mut self, data: &[u8]) {
+        self.update(data);
+    }
+    fn result(self) -> Vec<u8> {
+        self.finalize().to_vec()
+    }
+}
+
 /// A hasher on a blocking thread, fed through a queue.
 struct Worker {
     queue: mpsc::UnboundedSender<Arc<Piece>>,
@@ -67,15 +92,15 @@ struct Piece {
 }
 
 impl Worker {
-    fn start<D: Digest + Send + 'static>(mut hasher: D) -> Self {
+    fn start<H: Hasher>(mut hasher: H) -> Self {
         let (queue, mut pieces) = mpsc::unbounded_channel::<Arc<Piece>>();
         let done = tokio::task::spawn_blocking(move || {
             while let Some(piece) = pieces.blocking_recv() {
                 for data in &piece.data {
-                    hasher.update(data);
+                    hasher.add(data);
                 }
             }
-            hasher.finalize().to_vec()
+            hasher.result()
         });
         Self { queue, done }
     }
@@ -208,7 +233,8 @@ mod tests {
     use super::*;
 
     fn reference(data: &[u8]) -> ([u8; 16], [u8; 32]) {
-        (Md5::digest(data).into(), Sha256::digest(data).into())
+        use ::md5::Digest as _;
+        (::md5::Md5::digest(data).into(), Sha256::digest(data).into())
     }
 
     async fn hash(chunks: &[Bytes], threshold: u64) -> Digests {
