@@ -684,7 +684,12 @@ async fn collect(server: &TestServer) {
 
 #[tokio::test]
 async fn a_rendition_is_cached_then_freed_by_an_overwrite() {
-    let server = server_with(Options::default(), "two.png", two_tone_png()).await;
+    // The source is removed behind the server's back below: keep no copy of it in memory.
+    let options = Options {
+        small_object_cache: 0,
+        ..Options::default()
+    };
+    let server = server_with(options, "two.png", two_tone_png()).await;
     let key = server.service_key();
     let path = "/render/image/authenticated/img/two.png?width=100&format=webp";
     let (status, first_headers, first) = get(&server, Some(&key), path).await;
