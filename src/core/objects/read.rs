@@ -54,51 +54,62 @@ impl Storage {
         if let Some(small) = self.small_objects.as_deref()
             && small.holds(measured)
         {
-            let whole = match small.get(key) {
+            // A copy or a read that does not hold exactly the measured size is a fault: it
+            // goes the streaming way below, which ends the transfer with an error.
+            let kept = small
+                .get(key)
+                .filter(|whole| whole.len() as u64 == measured);
+            let whole = match kept {
                 Some(whole) => {
                     metrics::counter!("pgstorage_small_object_cache_total", "result" => "hit")
                         .increment(1);
-                    whole
+                    Some(whole)
                 }
                 None => {
                     metrics::counter!("pgstorage_small_object_cache_total", "result" => "miss")
                         .increment(1);
                     let whole = self.read_whole(row, key, measured).await?;
-                    small.insert(key, &whole);
+                    if let Some(whole) = &whole {
+                        small.insert(key, whole);
+                    }
                     whole
                 }
             };
-            let piece = match range {
-                None => whole,
-                Some(range) if range.end < whole.len() as u64 => {
-                    whole.slice(range.start as usize..=range.end as usize)
+            let piece = match (whole, range) {
+                (Some(whole), None) => Some(whole),
+                (Some(whole), Some(range)) if range.start <= range.end && range.end < measured => {
+                    Some(whole.slice(range.start as usize..=range.end as usize))
                 }
-                Some(range) => {
-                    return Err(Error::Internal(anyhow::anyhow!(
-                        "range {range:?} beyond object {} of {} bytes",
-                        row.id,
-                        whole.len()
-                    )));
-                }
+                _ => None,
             };
-            return Ok(futures::stream::once(async { Ok(piece) }).boxed());
+            if let Some(piece) = piece {
+                return Ok(futures::stream::once(async { Ok(piece) }).boxed());
+            }
         }
         self.open_bytes(row, key, range)
             .await
             .map(|stream| exactly(stream, expected, row.id))
     }
 
-    /// A small object's bytes, all of them, checked against the size its row measured.
-    async fn read_whole(&self, row: &ObjectRow, key: &str, measured: u64) -> Result<Bytes, Error> {
-        let mut stream = exactly(self.open_bytes(row, key, None).await?, measured, row.id);
+    /// A small object's bytes, all of them, if the store holds exactly the size its row
+    /// measured (None otherwise, or if the read fails on the way).
+    async fn read_whole(
+        &self,
+        row: &ObjectRow,
+        key: &str,
+        measured: u64,
+    ) -> Result<Option<Bytes>, Error> {
+        let mut stream = self.open_bytes(row, key, None).await?;
         let mut whole = BytesMut::with_capacity(measured as usize);
         while let Some(piece) = stream.next().await {
-            let piece = piece.map_err(|error| {
-                Error::Internal(anyhow::anyhow!("reading object {}: {error}", row.id))
-            })?;
-            whole.extend_from_slice(&piece);
+            match piece {
+                Ok(piece) if (whole.len() + piece.len()) as u64 <= measured => {
+                    whole.extend_from_slice(&piece)
+                }
+                _ => return Ok(None),
+            }
         }
-        Ok(whole.freeze())
+        Ok((whole.len() as u64 == measured).then(|| whole.freeze()))
     }
 
     /// The store's stream of `key`, or what its absence means: the object was deleted since
