@@ -54,10 +54,10 @@ impl SmallObjects {
         self.cache.get(key)
     }
 
-    /// Keeps `bytes` (their own allocation: a slice of a larger buffer would keep all of it).
-    pub fn insert(&self, key: &str, bytes: &Bytes) {
-        self.cache
-            .insert(key.to_owned(), Bytes::copy_from_slice(bytes));
+    /// Keeps `bytes`, which should own their allocation (a slice of a larger buffer would
+    /// keep all of it): the read path builds them at exactly the object's size.
+    pub fn insert(&self, key: &str, bytes: Bytes) {
+        self.cache.insert(key.to_owned(), bytes);
     }
 }
 
@@ -71,7 +71,7 @@ mod tests {
         assert!(cache.holds(MAX_OBJECT));
         assert!(!cache.holds(MAX_OBJECT + 1));
         for n in 0..100 {
-            cache.insert(&format!("k{n}"), &Bytes::from(vec![n as u8; 4096]));
+            cache.insert(&format!("k{n}"), Bytes::from(vec![n as u8; 4096]));
         }
         let kept: Vec<_> = (0..100)
             .filter_map(|n| cache.get(&format!("k{n}")))

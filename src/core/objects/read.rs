@@ -70,7 +70,7 @@ impl Storage {
                         .increment(1);
                     let whole = self.read_whole(row, key, measured).await?;
                     if let Some(whole) = &whole {
-                        small.insert(key, whole);
+                        small.insert(key, whole.clone());
                     }
                     whole
                 }
